@@ -1,0 +1,7 @@
+"""``python -m stae`` (and ``torchrun -m stae``) runs the command line."""
+
+import sys
+
+from stae.cli import main
+
+sys.exit(main())

@@ -1,0 +1,54 @@
+"""``stae`` command line: a thin dispatcher. Each subcommand lives in ``stae.commands.<name>``
+and exposes ``register(subparsers)``, which adds its parser and sets ``func``.
+
+Bad input (:class:`stae.errors.StaeError`, and missing files) is reported as one line and
+exit status 2; set ``STAE_DEBUG=1`` for the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+
+from stae.errors import StaeError
+
+# Subcommand modules, in the order `stae --help` lists them.
+COMMANDS = [
+    "demo",
+    "info",
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="stae",
+        description="Spatio-temporal video autoencoder with differentiable memory (Patraucean et al. 2015).",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name in COMMANDS:
+        importlib.import_module(f"stae.commands.{name}").register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        rc = args.func(args)
+    except (StaeError, FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError) as e:
+        if os.environ.get("STAE_DEBUG"):
+            raise
+        msg = str(e) if isinstance(e, StaeError) else f"{e.strerror}: {e.filename}"
+        print(f"stae: error: {msg}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("stae: interrupted", file=sys.stderr)
+        return 130
+    return int(rc or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -39,7 +39,10 @@ class ModelConfig:
     flow_hidden: int = 2
     flow_1x1: bool = True
     flow_scale_init: float = 1.0  # pixels of the feature grid per unit of Theta's output
-    flow_clamp: Optional[float] = None  # |flow| limit in feature-grid pixels (released: ~8)
+    flow_clamp: Optional[float] = None  # |flow| limit in feature-grid pixels (released: 7.75)
+    # Image-space output: "linear" (the paper's decoder, no nonlinearity; intensity losses)
+    # or "sigmoid" (the decoder's output are logits of pixel probabilities; BCE on binary data).
+    output: str = "linear"
 
     # ------------------------------------------------------------------ derived
     @property
@@ -61,6 +64,8 @@ class ModelConfig:
             raise ValueError(f"in_channels must be >= 1, got {self.in_channels}")
         if not self.encoder_channels:
             raise ValueError("encoder_channels must have at least one block")
+        if self.output not in ("linear", "sigmoid"):
+            raise ValueError(f"output must be 'linear' or 'sigmoid', got {self.output!r}")
         if self.memory not in ("conv", "fc"):
             raise ValueError(f"memory must be 'conv' or 'fc', got {self.memory!r}")
         if self.memory == "conv" and not self.memory_channels:
@@ -130,12 +135,13 @@ _PRESETS: dict[str, ModelConfig] = {
     "conv-1enc-2lstm": ModelConfig(memory_channels=(64, 128), flow_1x1=False),
     "conv-2enc-1lstm": ModelConfig(encoder_channels=(16, 32), memory_channels=(64,), flow_1x1=False),
     "conv-2enc-2lstm": ModelConfig(encoder_channels=(16, 32), memory_channels=(64, 128), flow_1x1=False),
-    # Our choice (the paper gives no decomposition of its 50,404,347): flatten the 32x16x16
-    # features of a 64x64 frame, FC-LSTM(s) of 2048 units with peepholes, the 2048 outputs
-    # reshaped to 8x16x16 maps for Theta. The second layer adds exactly the paper's
-    # fc-2enc-2lstm minus fc-2enc-1lstm difference (33,568,768).
-    "fc-2enc-1lstm": ModelConfig(encoder_channels=(16, 32), memory="fc", fc_hidden=(2048,), flow_1x1=False),
-    "fc-2enc-2lstm": ModelConfig(encoder_channels=(16, 32), memory="fc", fc_hidden=(2048, 2048), flow_1x1=False),
+    # Our choice (the paper gives no decomposition of its 50,404,347): two CPD blocks of 16
+    # filters, so a 64x64 frame gives 16x16x16 = 4,096 features; FC-LSTM(s) of 2,048 units with
+    # peepholes; the last 2,048 outputs reshaped to 8x16x16 maps for Theta. 50,377,195
+    # parameters (paper 50,404,347, -0.05%); the second layer adds exactly the paper's
+    # fc-2enc-2lstm minus fc-2enc-1lstm difference (33,568,768): 83,945,963 (paper 83,973,115).
+    "fc-2enc-1lstm": ModelConfig(encoder_channels=(16, 16), memory="fc", fc_hidden=(2048,), flow_1x1=False),
+    "fc-2enc-2lstm": ModelConfig(encoder_channels=(16, 16), memory="fc", fc_hidden=(2048, 2048), flow_1x1=False),
 }
 
 # The paper's Table 2 counts, printed beside ours by `stae info`.
@@ -149,6 +155,11 @@ PAPER_PARAMETERS: dict[str, int] = {
 }
 
 VANILLA = "conv-1enc-1lstm"
+
+# The authors' released Lua code differs from the paper here (REFERENCE.md); apply with
+# ``cfg.replace(**RELEASED_CODE)``. Off by default: the paper is the specification.
+# The clamp: +-0.5 in normalised units on a 32-pixel grid = 0.5 * (32 - 1) / 2 pixels.
+RELEASED_CODE: dict[str, Any] = {"forget_bias": 0.0, "flow_clamp": 7.75}
 
 
 def presets() -> dict[str, ModelConfig]:

@@ -1,0 +1,166 @@
+"""The whole model (paper Fig. 1): it only orchestrates E, the memory, Theta, GG+S and D.
+
+Per time step t::
+
+    Y_t --E--> x_t --memory--> m_t --Theta--> T_t            (flow, feature-grid pixels)
+    x_t --warp by T_t (GG + S, eq. 4)--> x~_{t+1} --D--> Y~_{t+1}
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple, Optional, Union
+
+import torch
+from torch import nn
+
+from stae.config import ModelConfig, preset
+from stae.errors import StaeError
+from stae.model.flow import FlowRegressor
+from stae.model.memory import ConvLSTMMemory, FCLSTMMemory, LayerState
+from stae.model.spatial import SpatialDecoder, SpatialEncoder
+from stae.model.warp import warp
+
+State = list[LayerState]
+
+
+class StaeOutput(NamedTuple):
+    """Outputs for every step of a clip. ``frames[:, t]`` predicts input frame t + 1."""
+
+    frames: torch.Tensor  # (B, T, C, H, W) predicted next frames, image space
+    flows: torch.Tensor  # (B, T, 2, h, w) backward flow T_t on the feature grid, pixels
+    logits: torch.Tensor  # (B, T, C, H, W) raw decoder output (== frames for output="linear")
+
+
+class SpatioTemporalAutoencoder(nn.Module):
+    """Spatio-temporal video autoencoder with differentiable memory (Patraucean et al. 2015)."""
+
+    def __init__(self, config: ModelConfig = ModelConfig()) -> None:
+        super().__init__()
+        cfg = config.validate()
+        self.config = cfg
+        d = cfg.feature_channels
+        self.encoder = SpatialEncoder(cfg.in_channels, cfg.encoder_channels, cfg.spatial_kernel)
+        if cfg.memory == "conv":
+            self.memory: nn.Module = ConvLSTMMemory(d, cfg.memory_channels, cfg.memory_kernel)
+        else:
+            grid = (cfg.fc_frame_size[0] // cfg.stride, cfg.fc_frame_size[1] // cfg.stride)
+            self.memory = FCLSTMMemory(d * grid[0] * grid[1], cfg.fc_hidden, grid)
+        self.flow = FlowRegressor(self.memory.out_channels, cfg.flow_kernel, cfg.flow_hidden,
+                                  cfg.flow_1x1, cfg.flow_scale_init, cfg.flow_clamp)
+        self.decoder = SpatialDecoder(cfg.in_channels, cfg.encoder_channels, cfg.spatial_kernel)
+        self.reset_parameters()
+
+    # ------------------------------------------------------------------ set-up
+    def reset_parameters(self) -> None:
+        """Sec. 4: xavier for the non-memory convolutions (biases 0), U(-0.08, 0.08) for the
+        memory with forget-gate bias 1 (``config.forget_bias``) and other gate biases 0."""
+        for mod in (self.encoder, self.decoder):
+            for m in mod.modules():
+                if isinstance(m, nn.Conv2d):
+                    nn.init.xavier_uniform_(m.weight)
+                    nn.init.zeros_(m.bias)
+        self.flow.init_parameters()
+        self.memory.init_parameters(self.config.memory_init, self.config.forget_bias)
+
+    @property
+    def stride(self) -> int:
+        """Image pixels per feature-grid pixel (2**depth)."""
+        return self.config.stride
+
+    def check_frame_shape(self, shape: tuple[int, ...], what: str = "frame") -> None:
+        """Reject shapes the model cannot take, naming the shape and what would fit."""
+        c, h, w = shape[-3:]
+        cfg = self.config
+        s = cfg.stride
+        if c != cfg.in_channels:
+            raise StaeError(f"{what} of shape {tuple(shape)} has {c} channel(s); this model takes "
+                            f"{cfg.in_channels} (C={cfg.in_channels})")
+        if h % s or w % s or h == 0 or w == 0:
+            fit = f"{max(s, h // s * s)}x{max(s, w // s * s)} or {(h // s + 1) * s}x{(w // s + 1) * s}"
+            raise StaeError(f"{what} of shape {tuple(shape)}: H={h} and W={w} must be divisible by {s} "
+                            f"(the encoder's stride, {cfg.depth} pooling block(s)); sizes that fit: {fit}")
+        if cfg.memory == "fc" and (h, w) != tuple(cfg.fc_frame_size):
+            raise StaeError(f"{what} of shape {tuple(shape)}: this fully-connected-memory model is built for "
+                            f"{cfg.fc_frame_size[0]}x{cfg.fc_frame_size[1]} frames")
+
+    def _to_image(self, logits: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(logits) if self.config.output == "sigmoid" else logits
+
+    # ---------------------------------------------------------------- running
+    def step(self, frame: torch.Tensor, state: Optional[State] = None
+             ) -> tuple[torch.Tensor, torch.Tensor, State]:
+        """Stream one frame: Y_t (B, C, H, W), state -> (Y~_{t+1}, T_t (B, 2, h, w), new state).
+
+        ``state=None`` starts from an empty memory (h = c = 0).
+        """
+        logits, flow, state = self._step(frame, state)
+        return self._to_image(logits), flow, state
+
+    def _step(self, frame: torch.Tensor, state: Optional[State]) -> tuple[torch.Tensor, torch.Tensor, State]:
+        if frame.dim() != 4:
+            raise StaeError(f"step expects a frame (B, C, H, W), got shape {tuple(frame.shape)}")
+        self.check_frame_shape(tuple(frame.shape))
+        x = self.encoder(frame)  # (B, d, h, w)
+        m, state = self.memory(x, state)  # (B, d_m, h, w)
+        flow = self.flow(m)  # (B, 2, h, w)
+        return self.decoder(warp(x, flow)), flow, state  # logits (B, C, H, W)
+
+    def forward(self, clip: torch.Tensor, state: Optional[State] = None) -> StaeOutput:
+        """Every step of a clip (B, T, C, H, W) at once; equal to calling :meth:`step` T times."""
+        return self.run(clip, state)[0]
+
+    def run(self, clip: torch.Tensor, state: Optional[State] = None) -> tuple[StaeOutput, State]:
+        """:meth:`forward` that also returns the memory state after the last frame.
+
+        E, Theta, GG+S and D have no recurrence, so they run on all B*T frames in one batch;
+        only the memory loops over time.
+        """
+        if clip.dim() != 5:
+            raise StaeError(f"the model expects a clip (B, T, C, H, W), got shape {tuple(clip.shape)}")
+        self.check_frame_shape(tuple(clip.shape), "clip")
+        b, t = clip.shape[:2]
+        x = self.encoder(clip.flatten(0, 1))  # (B*T, d, h, w)
+        xs = x.unflatten(0, (b, t))
+        ms = []
+        for k in range(t):
+            m, state = self.memory(xs[:, k], state)
+            ms.append(m)
+        flow = self.flow(torch.stack(ms, 1).flatten(0, 1))  # (B*T, 2, h, w)
+        logits = self.decoder(warp(x, flow)).unflatten(0, (b, t))  # (B, T, C, H, W)
+        return StaeOutput(self._to_image(logits), flow.unflatten(0, (b, t)), logits), state
+
+    @torch.no_grad()
+    def rollout(self, clip: torch.Tensor, horizon: int) -> StaeOutput:
+        """Observe ``clip`` (B, T, C, H, W), then predict ``horizon`` frames ahead, feeding each
+        prediction back as the next input. Returns outputs for the ``horizon`` future frames."""
+        if horizon < 1:
+            raise StaeError(f"rollout horizon must be >= 1, got {horizon}")
+        out, state = self.run(clip)
+        logits, flows = [out.logits[:, -1]], [out.flows[:, -1]]
+        for _ in range(horizon - 1):
+            lg, flow, state = self._step(self._to_image(logits[-1]), state)
+            logits.append(lg)
+            flows.append(flow)
+        lg = torch.stack(logits, 1)
+        return StaeOutput(self._to_image(lg), torch.stack(flows, 1), lg)
+
+
+def parameter_table(model: SpatioTemporalAutoencoder) -> dict[str, int]:
+    """Trainable parameters per module of Fig. 1 (Table 1's rows) and the total."""
+    def count(m: nn.Module) -> int:
+        return sum(p.numel() for p in m.parameters() if p.requires_grad)
+    rows = {"E": count(model.encoder), "D": count(model.decoder), "memory": count(model.memory),
+            "Theta": count(model.flow)}
+    rows["total"] = sum(rows.values())
+    return rows
+
+
+def build_model(config: Union[str, ModelConfig, None] = None, **overrides) -> SpatioTemporalAutoencoder:
+    """A model from a preset name (Table 2), a :class:`ModelConfig`, or the vanilla default."""
+    if config is None:
+        config = ModelConfig()
+    elif isinstance(config, str):
+        config = preset(config)
+    if overrides:
+        config = config.replace(**overrides)
+    return SpatioTemporalAutoencoder(config)

@@ -1,0 +1,42 @@
+"""Spatial autoencoder E and D (paper Sec. 3.1).
+
+E: per block conv k x k -> tanh -> 2x2 max-pool ("CPD" block). D mirrors E: per block
+nearest-neighbour x2 upsampling -> conv k x k, with no nonlinearity ("mirrors the encoder,
+except for the non-linearity layer").
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class SpatialEncoder(nn.Module):
+    """E: (N, C, H, W) -> x_t (N, d, H / 2**depth, W / 2**depth)."""
+
+    def __init__(self, in_channels: int, channels: tuple[int, ...], kernel: int) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        c = in_channels
+        for out in channels:
+            layers += [nn.Conv2d(c, out, kernel, padding=kernel // 2), nn.Tanh(), nn.MaxPool2d(2)]
+            c = out
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, y: torch.Tensor) -> torch.Tensor:
+        return self.net(y)
+
+
+class SpatialDecoder(nn.Module):
+    """D: (N, d, h, w) -> (N, C, h * 2**depth, w * 2**depth), linear (no output nonlinearity)."""
+
+    def __init__(self, out_channels: int, channels: tuple[int, ...], kernel: int) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        chans = list(reversed(channels)) + [out_channels]  # e.g. (16, 32) -> 32, 16, C
+        for c_in, c_out in zip(chans[:-1], chans[1:]):
+            layers += [nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(c_in, c_out, kernel, padding=kernel // 2)]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)

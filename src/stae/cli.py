@@ -16,8 +16,8 @@ from stae.errors import StaeError
 
 # Subcommand modules, in the order `stae --help` lists them.
 COMMANDS = [
-    "demo",
     "info",
+    "warp_check",
 ]
 
 

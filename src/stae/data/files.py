@@ -176,10 +176,9 @@ class ClipFileDataset(Dataset):
             i += len(self)
         if not 0 <= i < len(self):
             raise IndexError(f"clip index {i} out of range for {len(self)} clips in {self.path}")
-        clip = np.asarray(self.clips[i])
-        if clip.dtype == np.uint8:
-            clip = clip.astype(np.float32) / 255.0
-        out = {"clip": torch.from_numpy(np.ascontiguousarray(clip, dtype=np.float32))}
+        clip = np.array(self.clips[i])  # a private, writable copy of the memory-mapped clip
+        clip = clip.astype(np.float32) / np.float32(255.0) if clip.dtype == np.uint8 else clip.astype(np.float32, copy=False)
+        out = {"clip": torch.from_numpy(clip)}
         if self.with_truth:
             owner = np.asarray(self.owner[i])
             out["masks"] = torch.from_numpy(mm.masks_from_owner(owner, self.positions.shape[2]))

@@ -16,6 +16,7 @@ from stae.errors import StaeError
 
 # Subcommand modules, in the order `stae --help` lists them.
 COMMANDS = [
+    "data",
     "info",
     "warp_check",
 ]

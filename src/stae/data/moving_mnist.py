@@ -123,13 +123,13 @@ def trajectories(start: np.ndarray, theta: np.ndarray, step: np.ndarray, num_fra
     return (out * free).astype(np.int64)
 
 
-def masks_from_owner(owner: np.ndarray, num_digits: int) -> np.ndarray:
+def masks_from_owner(owner: np.ndarray, num_digits: int, out: np.ndarray | None = None) -> np.ndarray:
     """owner uint8 (..., H, W) -> masks bool (..., K, H, W) with masks[k] = (owner == k + 1)."""
     ks = np.arange(1, num_digits + 1, dtype=owner.dtype).reshape((num_digits, 1, 1))
-    return owner[..., None, :, :] == ks
+    return np.equal(owner[..., None, :, :], ks, out=out)
 
 
-def flow_from_owner(owner: np.ndarray, positions: np.ndarray) -> np.ndarray:
+def flow_from_owner(owner: np.ndarray, positions: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """The backward flow (..., T-1, 2, H, W) float32 in pixels from the owner map (..., T, H, W)
     and the digits' top-left positions (..., T, K, 2) as (x, y).
 
@@ -138,7 +138,10 @@ def flow_from_owner(owner: np.ndarray, positions: np.ndarray) -> np.ndarray:
     """
     d = (positions[..., :-1, :, :] - positions[..., 1:, :, :]).astype(np.float32)  # (..., T-1, K, 2)
     own = owner[..., 1:, :, :]  # (..., T-1, H, W): flow[t] lives on frame t+1
-    flow = np.zeros(own.shape[:-2] + (2,) + own.shape[-2:], np.float32)
+    shape = own.shape[:-2] + (2,) + own.shape[-2:]
+    flow = np.zeros(shape, np.float32) if out is None else out
+    if out is not None:
+        flow.fill(0.0)
     for k in range(d.shape[-2]):
         m = own == k + 1
         for c in range(2):
@@ -241,8 +244,8 @@ def generate(seed: int, indices, digits: np.ndarray | None = None, split: str = 
         frames[s:e], owner[s:e] = _render_chunk(digits, pos[s:e], r["ids"][s:e], (h, w),
                                                 None if line_rc is None else line_rc[s:e], level)
         if with_truth:  # per chunk, while the owner map is still in cache
-            masks[s:e] = masks_from_owner(owner[s:e], num_digits)
-            flow[s:e] = flow_from_owner(owner[s:e], pos[s:e])
+            masks_from_owner(owner[s:e], num_digits, out=masks[s:e])
+            flow_from_owner(owner[s:e], pos[s:e], out=flow[s:e])
     out = {
         "frames": frames,
         "positions": pos.astype(np.int16),

@@ -129,3 +129,16 @@ def test_meta_is_plain_json(tmp_path):
         meta = json.loads(str(z["meta"]))
         assert z["frames"].shape == (1, 3, 64, 64)
     assert meta["speed"] == [0.05, 0.2] and meta["format"] == "stae-moving-mnist"
+
+
+def test_dataset_pickles_without_copying_the_file(tmp_path):
+    import pickle
+
+    p = tmp_path / "p.npz"
+    fl.save_moving_mnist(p, 4, num_frames=5, truth=True)
+    ds = fl.ClipFileDataset(p)
+    blob = pickle.dumps(ds)
+    assert len(blob) < 2000  # the path, not the 4 x 5 x 64 x 64 frames
+    back = pickle.loads(blob)
+    for k in ("clip", "masks", "flow"):
+        assert torch.equal(back[2][k], ds[2][k])

@@ -156,6 +156,9 @@ class ClipFileDataset(Dataset):
 
     def __init__(self, path: str | os.PathLike, with_truth: bool | None = None):
         self.path = Path(path)
+        self._open(with_truth)
+
+    def _open(self, with_truth: bool | None) -> None:
         self.clips = load_clip_file(self.path)
         names = _npz_names(self.path) if self.path.suffix.lower() == ".npz" else []
         has_truth = "owner" in names and "positions" in names
@@ -167,6 +170,15 @@ class ClipFileDataset(Dataset):
             self.positions = np.asarray(_npz_member(self.path, "positions"))
             if self.owner.shape[:2] != self.clips.shape[:2] or self.positions.shape[:2] != self.clips.shape[:2]:
                 raise StaeError(f"{self.path}: 'owner' {self.owner.shape} / 'positions' {self.positions.shape} do not match 'frames' {self.clips.shape}")
+
+    def __getstate__(self) -> dict:
+        # Pickled for DataLoader workers started by spawn/forkserver: send the path, not the
+        # memory-mapped arrays (pickling a memmap would copy the whole file).
+        return {"path": self.path, "with_truth": self.with_truth}
+
+    def __setstate__(self, state: dict) -> None:
+        self.path = state["path"]
+        self._open(state["with_truth"])
 
     def __len__(self) -> int:
         return int(self.clips.shape[0])

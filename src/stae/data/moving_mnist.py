@@ -220,7 +220,7 @@ def generate(seed: int, indices, digits: np.ndarray | None = None, split: str = 
         raise StaeError(f"num_digits and num_frames must be >= 1, got {num_digits} and {num_frames}")
     if with_truth and num_frames < 2:
         raise StaeError("ground-truth flow needs num_frames >= 2")
-    if not 0.0 < threshold <= 1.0:
+    if binary and not 0.0 < threshold <= 1.0:
         raise StaeError(f"binary threshold must be in (0, 1], got {threshold}")
     lo, hi = _speed_range(speed)
     indices = np.asarray(indices, dtype=np.int64).reshape(-1)

@@ -354,7 +354,7 @@ class VideoClipDataset(Dataset):
             except StaeError as e:
                 if not skip_bad:
                     raise
-                warnings.warn(f"skipping {e}", stacklevel=2)
+                warnings.warn("skipping " + " ".join(str(e).split()), stacklevel=2)  # one line
                 self.skipped.append((v, str(e)))
                 continue
             self.videos.append(info)

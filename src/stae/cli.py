@@ -17,7 +17,11 @@ from stae.errors import StaeError
 # Subcommand modules, in the order `stae --help` lists them.
 COMMANDS = [
     "data",
+    "export",
     "info",
+    "plot",
+    "predict",
+    "propagate",
     "warp_check",
 ]
 

@@ -1,0 +1,522 @@
+"""Next-frame prediction on a user's video with a trained model: ``stae predict``.
+
+Frames are streamed one at a time through :meth:`SpatioTemporalAutoencoder.step` (the memory
+state is carried from frame to frame), so a video of any length is never held as one tensor.
+
+Flow conventions. The model's flow ``T_t`` (from the step on frame ``t``) is *backward* on
+the feature grid: ``pred_{t+1}(p) ~ frame_t(p + T_t(p))`` (eq. 4). Pictures colour it through
+:func:`stae.flowio.flow_to_color` (which shows forward motion); ``.flo`` files hold the
+FORWARD flow from frame ``t`` to frame ``t+1`` at image resolution,
+``backward_to_forward(upsample_flow(T_t, stride))`` (exact for locally constant motion, the
+first-order approximation otherwise), because ``.flo`` is a forward-flow format.
+
+Library entry points: :func:`open_frames` (any input -> stream of frames), :class:`FrameFit`
+(make frames fit a model), :func:`predict_stream` (the streaming loop, optional rollout
+horizon) and :func:`image_flow_forward` (the ``.flo`` convention). :class:`OutputSet` stages
+outputs in a temporary folder and renames them into place, so existing files are never left
+half-written and bad input never touches them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Iterator, NamedTuple, Optional, Sequence, Union
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from stae.errors import StaeError
+from stae.model.autoencoder import SpatioTemporalAutoencoder
+from stae.model.warp import backward_to_forward, upsample_flow
+
+CLIP_SUFFIXES = (".npy", ".npz")
+# ITU-R BT.601 luma, the weights OpenCV and stae.baselines use for RGB -> gray.
+LUMA = (0.299, 0.587, 0.114)
+
+
+# --------------------------------------------------------------------------------------
+# Inputs
+
+
+def open_frames(source: Union[str, os.PathLike], index: Optional[int] = None) -> Iterator[torch.Tensor]:
+    """Stream the frames of ``source`` as float32 (C, H, W) in [0, 1], C = 1 or 3.
+
+    ``source``: a video file (.mp4 .avi .mkv .mov .webm), a folder of frames, or a clip file
+    (.npy/.npz, see :mod:`stae.data.files`) of which sequence ``index`` (default 0) is used.
+    Video files and folders are decoded in colour (RGB) or gray as stored: a folder of gray
+    PNGs gives C = 1, anything else C = 3; :class:`FrameFit` converts to the model's C.
+    """
+    from stae.data.files import load_clip_file
+    from stae.data.video import iter_frames
+
+    p = Path(source)
+    if not p.exists():
+        raise StaeError(f"{p}: no such file or directory")
+    if p.is_file() and p.suffix.lower() in CLIP_SUFFIXES:
+        clips = load_clip_file(p)
+        i = 0 if index is None else index
+        if not -len(clips) <= i < len(clips):
+            raise StaeError(f"{p}: --index {i} out of range ({len(clips)} sequence(s) in the file)")
+        clip = np.asarray(clips[i])  # (T, C, H, W): one sequence, memory-mapped until here
+        scale = 255.0 if clip.dtype == np.uint8 else 1.0
+        for f in clip:
+            yield torch.from_numpy(f.astype(np.float32) / np.float32(scale))
+        return
+    if index is not None:
+        raise StaeError(f"--index applies to clip files ({'/'.join(CLIP_SUFFIXES)}), not to {p}")
+    gray = _is_gray_source(p)
+    for f in iter_frames(p, grayscale=gray):
+        yield torch.from_numpy(f).float().div_(255.0)
+
+
+def _is_gray_source(p: Path) -> bool:
+    """True for a folder whose first frame is a one-channel image (keep it gray, not RGB)."""
+    if not p.is_dir():
+        return False
+    from PIL import Image
+
+    from stae.data.video import IMAGE_EXTS
+
+    files = sorted(f for f in p.iterdir() if f.suffix.lower() in IMAGE_EXTS)
+    if not files:
+        return False
+    try:
+        with Image.open(files[0]) as im:
+            return im.mode in ("1", "L", "LA", "I", "I;16", "I;16L", "I;16B")
+    except OSError:
+        return False  # iter_frames reports the unreadable file with its name
+
+
+# --------------------------------------------------------------------------------------
+# Making frames fit the model
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """'HxW' (or a single 'N' for NxN) -> (H, W)."""
+    parts = text.lower().split("x")
+    try:
+        hw = tuple(int(s) for s in parts)
+    except ValueError:
+        raise StaeError(f"size {text!r}: expected HxW, e.g. 64x64") from None
+    if len(hw) == 1:
+        hw = hw * 2
+    if len(hw) != 2 or min(hw) < 1:
+        raise StaeError(f"size {text!r}: expected HxW with positive integers, e.g. 64x64")
+    return hw  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class FrameFit:
+    """How a source frame size becomes one the model takes.
+
+    Frames are first cropped to ``crop`` = (top, left, height, width) of the source, then, if
+    ``size`` differs from the crop, resized to ``size`` = (H, W) (bilinear, antialiased, for
+    images; nearest for label maps). Channels become the model's C: RGB -> gray by BT.601 luma,
+    gray -> RGB by repetition.
+    """
+
+    channels: int
+    source_hw: tuple[int, int]
+    crop: tuple[int, int, int, int]
+    size: tuple[int, int]
+
+    @property
+    def changes_geometry(self) -> bool:
+        return self.crop != (0, 0, *self.source_hw) or self.size != self.source_hw
+
+    def describe(self) -> str:
+        h, w = self.source_hw
+        t, l, ch, cw = self.crop
+        if not self.changes_geometry:
+            return f"{w}x{h} (WxH), used as is"
+        s = f"{w}x{h} (WxH)"
+        if (ch, cw) != (h, w):
+            s += f" cropped to {cw}x{ch} at x={l}, y={t}"
+        if self.size != (ch, cw):
+            s += f" resized to {self.size[1]}x{self.size[0]}"
+        return s
+
+    def frame(self, f: torch.Tensor) -> torch.Tensor:
+        """(C_in, H, W) -> (C_model, H', W'), float in [0, 1]."""
+        if tuple(f.shape[-2:]) != self.source_hw:
+            raise StaeError(f"frame of size {f.shape[-1]}x{f.shape[-2]} (WxH) in a video whose first frame is "
+                            f"{self.source_hw[1]}x{self.source_hw[0]}")
+        f = self._crop(f)
+        if tuple(f.shape[-2:]) != self.size:
+            f = F.interpolate(f.unsqueeze(0), size=self.size, mode="bilinear", antialias=True,
+                              align_corners=False)[0].clamp_(0.0, 1.0)
+        return to_channels(f, self.channels)
+
+    def labels(self, labels: torch.Tensor) -> torch.Tensor:
+        """Integer label map (H, W) -> (H', W'), nearest neighbour (labels are not blended)."""
+        lab = self._crop(labels)
+        if tuple(lab.shape[-2:]) != self.size:
+            lab = F.interpolate(lab[None, None].float(), size=self.size, mode="nearest")[0, 0].to(labels.dtype)
+        return lab
+
+    def _crop(self, x: torch.Tensor) -> torch.Tensor:
+        t, l, h, w = self.crop
+        return x[..., t:t + h, l:l + w]
+
+
+def to_channels(f: torch.Tensor, channels: int) -> torch.Tensor:
+    """(C, H, W) -> (channels, H, W): RGB -> gray by BT.601 luma, gray -> RGB by repetition."""
+    c = f.shape[0]
+    if c == channels:
+        return f
+    if c == 3 and channels == 1:
+        w = torch.tensor(LUMA, dtype=f.dtype).view(3, 1, 1)
+        return (f * w).sum(0, keepdim=True)
+    if c == 1:
+        return f.expand(channels, -1, -1).contiguous()
+    raise StaeError(f"frames with {c} channels cannot be given to a model that takes {channels}")
+
+
+def fit_for_model(model: SpatioTemporalAutoencoder, source_hw: tuple[int, int],
+                  size: Optional[tuple[int, int]] = None) -> FrameFit:
+    """The :class:`FrameFit` for frames of ``source_hw`` = (H, W).
+
+    ``size`` given: centre-crop to its aspect ratio, then resize to it. Otherwise a model
+    with fully-connected memory gets its fixed ``fc_frame_size`` the same way, and a
+    convolutional one takes the centre crop whose sides are multiples of the encoder's stride
+    (no resampling, so the pixels are the video's). The result is checked with
+    ``model.check_frame_shape``, so an impossible size is one clear :class:`StaeError`.
+    """
+    cfg = model.config
+    h, w = source_hw
+    if size is None and cfg.memory == "fc":
+        size = (int(cfg.fc_frame_size[0]), int(cfg.fc_frame_size[1]))
+    if size is not None:
+        th, tw = size
+        model.check_frame_shape((cfg.in_channels, th, tw), "--size")
+        # Largest centred crop of the target aspect ratio.
+        if h * tw > w * th:
+            ch, cw = max(1, round(w * th / tw)), w
+        else:
+            ch, cw = h, max(1, round(h * tw / th))
+    else:
+        s = model.stride
+        ch, cw = h // s * s, w // s * s
+        if ch == 0 or cw == 0:
+            raise StaeError(f"frames of {w}x{h} (WxH) are smaller than the model's stride {s}; "
+                            f"give --size (e.g. --size {max(s, h // s * s or s)}x{max(s, w // s * s or s)})")
+        size = (ch, cw)
+    fit = FrameFit(cfg.in_channels, (h, w), ((h - ch) // 2, (w - cw) // 2, ch, cw), size)
+    model.check_frame_shape((cfg.in_channels, *size), "fitted frame")
+    return fit
+
+
+def fitted_frames(model: SpatioTemporalAutoencoder, frames: Iterable[torch.Tensor],
+                  size: Optional[tuple[int, int]] = None) -> tuple[Optional[FrameFit], Iterator[torch.Tensor]]:
+    """Peek at the first frame, build the :class:`FrameFit`, and return it with the fitted stream.
+
+    Returns ``(None, empty iterator)`` for an empty stream.
+    """
+    it = iter(frames)
+    first = next(it, None)
+    if first is None:
+        return None, iter(())
+    fit = fit_for_model(model, tuple(first.shape[-2:]), size)
+
+    def gen() -> Iterator[torch.Tensor]:
+        yield fit.frame(first)
+        for f in it:
+            yield fit.frame(f)
+
+    return fit, gen()
+
+
+# --------------------------------------------------------------------------------------
+# The streaming loop
+
+
+class PredictionStep(NamedTuple):
+    """The step on observed frame ``t`` and its prediction of frame ``t + horizon``.
+
+    ``frame``: frame t (C, H, W); ``target``: the true frame t + horizon (C, H, W), or None
+    when the video ends before it; ``pred``: the predicted frame t + horizon (C, H, W);
+    ``flow``: the backward flow (2, h, w) on the feature grid of the step that produced
+    ``pred`` (for horizon 1 this is ``flow_t``); ``flow_t``: ``T_t``, the flow of the step
+    on observed frame t (what ``.flo`` files store).
+    """
+
+    t: int
+    frame: torch.Tensor
+    target: Optional[torch.Tensor]
+    pred: torch.Tensor
+    flow: torch.Tensor
+    flow_t: torch.Tensor
+
+
+@torch.no_grad()
+def predict_stream(model: SpatioTemporalAutoencoder, frames: Iterable[torch.Tensor],
+                   horizon: int = 1) -> Iterator[PredictionStep]:
+    """Stream fitted frames (C, H, W) through ``model.step``; yield one :class:`PredictionStep`
+    per observed frame, in order of t (each as soon as its target frame has arrived; the last
+    ``horizon`` ones, which have no target, at the end).
+
+    horizon K > 1: after the step on frame t, the prediction is fed back K - 1 times from a
+    copy of the memory state, as :meth:`SpatioTemporalAutoencoder.rollout` does on the clip
+    ``frames[:t+1]`` (the same numbers, without re-running the clip for every t). Only K
+    pending predictions are held in memory.
+    """
+    if horizon < 1:
+        raise StaeError(f"--horizon must be >= 1, got {horizon}")
+    model.eval()
+    state = None
+    pending: deque[PredictionStep] = deque()
+    for t, frame in enumerate(frames):
+        # The frame arriving now is the truth for the prediction made K steps ago.
+        if pending and pending[0].t + horizon == t:
+            yield pending.popleft()._replace(target=frame)
+        pred, flow_t, state = model.step(frame.unsqueeze(0), state)
+        flow, s = flow_t, state
+        for _ in range(horizon - 1):
+            pred, flow, s = model.step(pred, s)
+        pending.append(PredictionStep(t, frame, None, pred[0], flow[0], flow_t[0]))
+    yield from pending
+
+
+def image_flow_forward(flow: torch.Tensor, stride: int) -> torch.Tensor:
+    """The model's backward feature-grid flow (2, h, w) -> FORWARD image-grid flow (2, H, W)
+    in image pixels, the convention of ``.flo`` files (frame t -> t+1)."""
+    return backward_to_forward(upsample_flow(flow.unsqueeze(0), stride))[0]
+
+
+def flow_radius(flow: torch.Tensor, stride: int) -> float:
+    """Largest flow magnitude of a feature-grid flow (2, h, w), in image pixels."""
+    return float(torch.linalg.vector_norm(flow, dim=0).max()) * stride
+
+
+def resolve_steps(steps: Sequence[int], n: int, context: int) -> list[int]:
+    """Chosen time steps (negative: from the end) -> valid indices into ``n`` panels.
+
+    Step t shows frames t-k+1..t, so it needs t >= context - 1.
+    """
+    out = []
+    for s in steps:
+        t = s + n if s < 0 else s
+        if not 0 <= t < n:
+            raise StaeError(f"--steps {s}: out of range, the video gives panels for t = 0..{n - 1}")
+        if t < context - 1:
+            raise StaeError(f"--steps {s}: the figure shows {context} input frames (t-{context - 1}..t), "
+                            f"so t must be >= {context - 1} (or lower --context)")
+        out.append(t)
+    return out
+
+
+def default_steps(n: int, context: int, rows: int = 3) -> list[int]:
+    """``rows`` time steps spread evenly over the panels that have ``context`` frames before them."""
+    lo = context - 1
+    if n <= lo:
+        return []
+    return sorted(set(int(round(x)) for x in np.linspace(lo, n - 1, min(rows, n - lo))))
+
+
+# --------------------------------------------------------------------------------------
+# Pictures
+
+
+def flow_picture(flow: torch.Tensor, stride: int, max_radius: float, legend: bool = True) -> np.ndarray:
+    """A model flow (2, h, w) (backward, feature grid) as a colour picture (H, W, 3) uint8 at
+    image resolution; ``max_radius`` in image pixels (one scale for a whole video)."""
+    from stae.flowio import add_legend, flow_to_color
+
+    img = flow_to_color(upsample_flow(flow.unsqueeze(0).float(), stride)[0], max_radius=max_radius,
+                        convention="backward")
+    return add_legend(img) if legend and min(img.shape[:2]) >= 24 else img
+
+
+def prediction_figure(frames: Sequence[torch.Tensor], results: Sequence[PredictionStep], steps: Sequence[int],
+                      context: int, horizon: int, stride: int, max_radius: float, scale: int = 1) -> np.ndarray:
+    """The layout of the paper's Figs. 5 and 7, one row per chosen time step t: the last
+    ``context`` observed frames (t-k+1 .. t), the true frame t+K, the predicted frame t+K and
+    the predicted flow (colour wheel inset; one ``max_radius`` for all rows). With K = 1 this is
+    :func:`stae.viz.paper_figure`'s layout; here the captions name the horizon K.
+
+    ``frames[j]``: observed frame j (C, H, W); ``results[t]``: the step on frame t. Returns an
+    (H', W', 3) uint8 image.
+    """
+    from stae.viz import grid_image, to_rgb_uint8
+
+    rows = []
+    for t in steps:
+        r = results[t]
+        if r.target is None or t < context - 1:
+            raise StaeError(f"--steps: step {t} has no true frame t+{horizon} or fewer than {context} frames before it")
+        row = [to_rgb_uint8(frames[j]) for j in range(t - context + 1, t + 1)]
+        row += [to_rgb_uint8(r.target), to_rgb_uint8(r.pred), flow_picture(r.flow, stride, max_radius)]
+        rows.append(row)
+    cols = [("t" if j == context - 1 else f"t-{context - 1 - j}") for j in range(context)]
+    cols += [f"t+{horizon}", f"pred t+{horizon}", "flow"]
+    return grid_image(rows, col_labels=cols, row_labels=[f"t={t}" for t in steps], scale=scale)
+
+
+# --------------------------------------------------------------------------------------
+# Outputs
+
+
+class OutputSet:
+    """Files and folders written into ``out_dir`` only when complete.
+
+    Everything is written under a hidden staging folder in ``out_dir``; :meth:`commit` renames
+    each entry into place (an existing file is replaced atomically by ``os.replace``; an
+    existing folder is moved aside and deleted only after the new one is in place; an output
+    of ``names`` not produced this time is removed, so no stale file is left beside new
+    ones). Without ``force`` any existing target is refused *before* work starts. On error the staging folder
+    is removed and existing outputs are untouched.
+    """
+
+    def __init__(self, out_dir: Union[str, os.PathLike], names: Sequence[str], force: bool = False) -> None:
+        self.out_dir = Path(out_dir)
+        if self.out_dir.exists() and not self.out_dir.is_dir():
+            raise StaeError(f"--out {self.out_dir}: exists and is not a directory")
+        self.names = list(names)
+        existing = [n for n in self.names if (self.out_dir / n).exists()]
+        if existing and not force:
+            raise StaeError(f"{self.out_dir / existing[0]} already exists (use --force to overwrite)")
+        self.stage: Optional[Path] = None
+
+    def __enter__(self) -> "OutputSet":
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.stage = Path(tempfile.mkdtemp(dir=self.out_dir, prefix=".stae-staging-"))
+        return self
+
+    def path(self, name: str) -> Path:
+        """Where to write output ``name`` (or a file inside a folder output) while staging."""
+        assert self.stage is not None, "use OutputSet as a context manager"
+        p = self.stage / name
+        p.parent.mkdir(parents=True, exist_ok=True)
+        return p
+
+    def commit(self) -> list[Path]:
+        """Move every staged output into ``out_dir``; returns the final paths written."""
+        assert self.stage is not None
+        done = []
+        for name in self.names:
+            src, dst = self.stage / name, self.out_dir / name
+            if not src.exists():  # not produced this time: a stale one from an earlier run goes
+                if dst.is_dir():
+                    shutil.rmtree(dst)
+                elif dst.exists():
+                    dst.unlink()
+                continue
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            if src.is_dir() and dst.exists():
+                old = self.stage / f".old-{len(done)}"
+                os.replace(dst, old)
+                os.replace(src, dst)
+            else:
+                os.replace(src, dst)
+            done.append(dst)
+        return done
+
+    def __exit__(self, *exc) -> None:
+        if self.stage is not None:
+            shutil.rmtree(self.stage, ignore_errors=True)
+            self.stage = None
+
+
+# --------------------------------------------------------------------------------------
+# The whole command
+
+
+PREDICT_OUTPUTS = ("predict.mp4", "predict.gif", "figure.png", "predict.json")
+FLO_DIR = "flow"
+
+
+def predict_video(model: SpatioTemporalAutoencoder, source: Union[str, os.PathLike], out_dir: Union[str, os.PathLike],
+                  *, index: Optional[int] = None, size: Optional[tuple[int, int]] = None, horizon: int = 1,
+                  steps: Optional[Sequence[int]] = None, context: Optional[int] = None,
+                  max_flow: Optional[float] = None, flo: bool = False, fps: float = 10.0,
+                  scale: Optional[int] = None, max_frames: Optional[int] = None, force: bool = False) -> dict:
+    """Run ``model`` over ``source`` and write, into ``out_dir``: ``predict.mp4`` and
+    ``predict.gif`` (panels input t | true t+K | predicted t+K | flow, one flow colour scale
+    for the whole video), ``figure.png`` (Figs. 5/7 layout for ``steps``), ``predict.json``
+    (sizes, flow scale, per-step squared error of the prediction and of copying frame t) and,
+    with ``flo``, ``flow/flow_NNNNN.flo``: the FORWARD flow from frame N to N+1 at image
+    resolution (one per observed frame; the last one predicts motion towards the unseen next
+    frame). Returns the summary written to ``predict.json``.
+    """
+    from itertools import islice
+
+    from stae.flowio import write_flo
+    from stae.metrics import l2
+    from stae.viz import panel_row, save_png, write_gif, write_mp4
+
+    if max_flow is not None and not (max_flow > 0 and np.isfinite(max_flow)):
+        raise StaeError(f"--max-flow must be a positive number of pixels, got {max_flow}")
+    if fps <= 0:
+        raise StaeError(f"--fps must be positive, got {fps}")
+    if scale is not None and scale < 1:
+        raise StaeError(f"--scale must be >= 1, got {scale}")
+    if max_frames is not None and max_frames < 2:
+        raise StaeError(f"--max-frames must be >= 2, got {max_frames}")
+    if context is not None and context < 1:
+        raise StaeError(f"--context must be >= 1, got {context}")
+    names = list(PREDICT_OUTPUTS) + ([FLO_DIR] if flo else [])
+    outputs = OutputSet(out_dir, names, force)  # refuses existing outputs before any work
+
+    frames = open_frames(source, index)
+    if max_frames is not None:
+        frames = islice(frames, max_frames)
+    fit, fitted = fitted_frames(model, frames, size)
+    if fit is None:
+        raise StaeError(f"{source}: no frames")
+    results = list(predict_stream(model, fitted, horizon))
+    shown = [r for r in results if r.target is not None]
+    if not shown:
+        raise StaeError(f"{source}: {len(results)} frame(s); --horizon {horizon} needs at least {horizon + 1}")
+    stride = model.stride
+    radius = max_flow if max_flow is not None else max(flow_radius(r.flow, stride) for r in shown)
+    radius = radius if radius > 0 else 1.0  # all-zero flow: any scale draws white
+    k = min(5, len(shown)) if context is None else context
+    chosen = default_steps(len(shown), k) if steps is None else resolve_steps(steps, len(shown), k)
+    if not chosen:
+        raise StaeError(f"--context {k}: the video gives only {len(shown)} step(s) to show; use --context {len(shown)} or less")
+    h, w = fit.size
+    scale = max(1, -(-128 // h)) if scale is None else scale  # frames at least 128 px tall by default
+
+    per_step = [{"t": r.t, "l2_pred": l2(r.pred, r.target), "l2_copy_last": l2(r.frame, r.target),
+                 "max_flow_pixels": flow_radius(r.flow, stride)} for r in shown]
+    summary = {
+        "source": str(source),
+        "index": index,
+        "frames": len(results),
+        "frame_fit": fit.describe(),
+        "size_hw": [h, w],
+        "channels": fit.channels,
+        "horizon": horizon,
+        "max_flow_pixels": radius,
+        "max_flow_source": "--max-flow" if max_flow is not None else "largest flow in the video",
+        "figure_steps": chosen,
+        "figure_context": k,
+        "flo": ("flow/flow_NNNNN.flo: FORWARD flow from frame N to N+1, image pixels, "
+                "-(model's backward flow upsampled to image resolution)") if flo else None,
+        "mean_l2_pred": float(np.mean([s["l2_pred"] for s in per_step])),
+        "mean_l2_copy_last": float(np.mean([s["l2_copy_last"] for s in per_step])),
+        "steps": per_step,
+    }
+    labels = ("input t", f"true t+{horizon}", f"pred t+{horizon}", "flow")
+    with outputs:
+        panels = [panel_row(r.frame, r.target, r.pred, r.flow, convention="backward", max_radius=radius,
+                            labels=labels, scale=scale) for r in shown]
+        write_mp4(panels, outputs.path("predict.mp4"), fps=fps)
+        write_gif(panels, outputs.path("predict.gif"), fps=fps)
+        del panels
+        frames_seen = [r.frame for r in results]
+        save_png(prediction_figure(frames_seen, results, chosen, k, horizon, stride, radius, scale),
+                 outputs.path("figure.png"))
+        if flo:
+            for r in results:
+                write_flo(outputs.path(f"{FLO_DIR}/flow_{r.t:05d}.flo"), image_flow_forward(r.flow_t, stride))
+        outputs.path("predict.json").write_text(json.dumps(summary, indent=2) + "\n")
+        summary["written"] = [str(p) for p in outputs.commit()]
+    return summary

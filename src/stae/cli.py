@@ -22,6 +22,7 @@ COMMANDS = [
     "plot",
     "predict",
     "propagate",
+    "train",
     "warp_check",
 ]
 
@@ -49,6 +50,10 @@ def main(argv: list[str] | None = None) -> int:
         msg = str(e) if isinstance(e, StaeError) else f"{e.strerror}: {e.filename}"
         print(f"stae: error: {msg}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # The reader went away (``stae ... | head``): not an error of ours, and no traceback.
+        sys.stderr.close()
+        return 0
     except KeyboardInterrupt:
         print("stae: interrupted", file=sys.stderr)
         return 130

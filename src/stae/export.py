@@ -119,6 +119,9 @@ def export_model(model: SpatioTemporalAutoencoder, path: Union[str, os.PathLike]
     # Tracing warns that shape checks and the warp's grid are fixed for this size: intended.
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        # torch marks both exporters deprecated; we keep them on purpose: the torch.export-based
+        # ONNX exporter runs the model on fake tensors, which end up in the warp's grid cache.
+        warnings.simplefilter("ignore", DeprecationWarning)
         if fmt == "torchscript":
             traced = torch.jit.trace(wrapper, example, check_trace=False)
             torch.jit.save(traced, buf, _extra_files={"stae.json": json.dumps(meta)})

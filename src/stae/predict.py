@@ -73,7 +73,7 @@ def open_frames(source: Union[str, os.PathLike], index: Optional[int] = None) ->
         raise StaeError(f"--index applies to clip files ({'/'.join(CLIP_SUFFIXES)}), not to {p}")
     gray = _is_gray_source(p)
     for f in iter_frames(p, grayscale=gray):
-        yield torch.from_numpy(f).float().div_(255.0)
+        yield torch.from_numpy(f.astype(np.float32) / np.float32(255.0))  # astype copies: writable
 
 
 def _is_gray_source(p: Path) -> bool:

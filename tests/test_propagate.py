@@ -148,7 +148,7 @@ def test_cli_video_with_true_masks(video, tmp_path):
 def test_cli_moving_mnist_reports_three_methods(tmp_path):
     ckpt = save_model(tmp_path / "zero.safetensors", constant_flow_model(0.0, 0.0))
     out = tmp_path / "mm"
-    assert main(["propagate", str(ckpt), "--moving-mnist", "3", "--image-size", "32", "--num-frames", "4",
+    assert main(["propagate", str(ckpt), "--moving-mnist", "3", "--image-size", "32", "--frames", "4",
                  "--out", str(out)]) == 0
     s = json.loads((out / "propagate.json").read_text())
     assert set(s["mean_iou"]) == {"stae", "dis", "copy_first"}
@@ -190,3 +190,15 @@ def test_existing_outputs_refused(video, tmp_path, capsys):
     assert main(args) == 2
     assert "already exists" in capsys.readouterr().err
     assert main(args + ["--force"]) == 0
+
+
+def test_clip_file_with_truth_supplies_labels_and_truth(tmp_path):
+    from stae.data.files import save_moving_mnist
+
+    npz = save_moving_mnist(tmp_path / "mm.npz", num_sequences=2, split="test", truth=True, num_frames=4, size=32)
+    ckpt = save_model(tmp_path / "zero.safetensors", constant_flow_model(0.0, 0.0))
+    out = tmp_path / "o"
+    assert main(["propagate", str(ckpt), str(npz), "--index", "1", "--out", str(out)]) == 0
+    s = json.loads((out / "propagate.json").read_text())
+    assert s["labels"] == "the first frame's true labels" and s["frames"] == 4
+    assert s["mean_iou"]["stae"] == s["mean_iou"]["copy_first"]

@@ -39,9 +39,10 @@ def register(subparsers) -> None:
                    help="instead of VIDEO: generated Moving MNIST sequence INDEX, digit masks as labels and truth")
     g = p.add_argument_group("--moving-mnist options (match the data the model was trained on)")
     g.add_argument("--split", choices=("train", "val", "test"), default=None, help="default test")
-    g.add_argument("--num-frames", type=int, default=None, help="default 20")
-    g.add_argument("--image-size", type=int, default=None, help="canvas side in pixels (default 64)")
-    g.add_argument("--num-digits", type=int, default=None, help="default 2")
+    g.add_argument("--frames", type=int, default=None, dest="num_frames", help="frames per sequence (default 20)")
+    g.add_argument("--image-size", type=int, default=None, help="canvas side in pixels (default 64; "
+                   "stae data moving-mnist calls it --size)")
+    g.add_argument("--digits", type=int, default=None, dest="num_digits", help="digits per sequence (default 2)")
     g.add_argument("--binary", action="store_true", default=None, help="binarised frames")
     g.add_argument("--lines", action="store_true", default=None, help="add the paper's two static lines")
     p.add_argument("--size", type=parse_size, default=None, metavar="HxW",
@@ -61,9 +62,9 @@ def run(args: argparse.Namespace) -> int:
     if args.moving_mnist is not None:
         mm_options = {k: (_MM_DEFAULTS[k] if v is None else v) for k, v in given.items()}
     elif any(v is not None for v in given.values()):
-        flag = {"size": "image-size"}.get(next(k for k, v in given.items() if v is not None))
-        name = flag or next(k for k, v in given.items() if v is not None).replace("_", "-")
-        raise StaeError(f"--{name} applies only with --moving-mnist")
+        flags = {"size": "image-size", "num_frames": "frames", "num_digits": "digits"}
+        key = next(k for k, v in given.items() if v is not None)
+        raise StaeError(f"--{flags.get(key, key)} applies only with --moving-mnist")
     model = load_model(args.checkpoint)
     s = propagate_video(model, args.out, video=args.video, labels=args.labels, index=args.index,
                         true_masks=args.true_masks, moving_mnist=args.moving_mnist, mm_options=mm_options,

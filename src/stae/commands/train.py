@@ -1,0 +1,56 @@
+"""``stae train``: train a model from a config file and ``--set`` overrides, or ``--resume`` a run.
+
+Also runs data-parallel under ``torchrun --nproc_per_node N -m stae train ...``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from stae.errors import StaeError
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "train", help="train a model (config file + --set overrides), or --resume a run",
+        description="Train the spatio-temporal autoencoder. Settings come from the recipe's defaults "
+                    "(train.recipe: fast or paper), then CONFIG (YAML or TOML), then --set overrides; the "
+                    "resolved config is written to OUT/resolved.yaml. See docs/training.md.")
+    p.add_argument("config", nargs="?", help="config file (.yaml, .yml or .toml); optional")
+    p.add_argument("--out", "-o", default=None, help="run directory (default: runs/<config name or recipe>)")
+    p.add_argument("--set", "-s", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override one config value, e.g. --set train.lr=3e-4 --set model.preset=conv-2enc-1lstm "
+                        "(repeatable; values are YAML: true, null, [16, 32])")
+    p.add_argument("--recipe", choices=None, default=None, help="shorthand for --set train.recipe=NAME (paper, fast)")
+    p.add_argument("--resume", metavar="RUN_DIR", default=None,
+                   help="continue RUN_DIR from its newest checkpoint, with its resolved.yaml (+ --set overrides)")
+    p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from stae.training import load_config, load_run_config, train
+
+    overrides = list(args.overrides)
+    if args.recipe:
+        overrides.insert(0, f"train.recipe={args.recipe}")
+    if args.resume:
+        if args.config:
+            raise StaeError("--resume takes the config from RUN_DIR/resolved.yaml; drop CONFIG (use --set to change keys)")
+        run_dir = Path(args.resume)
+        cfg = load_run_config(run_dir, overrides)
+    else:
+        cfg = load_config(args.config, overrides)
+        name = Path(args.config).stem if args.config else cfg.train.recipe
+        run_dir = Path(args.out) if args.out else Path("runs") / name
+    if args.print_config:
+        print(cfg.to_yaml(), end="")
+        return 0
+    res = train(cfg, run_dir, resume=bool(args.resume))
+    if int(__import__("os").environ.get("RANK", "0")) == 0:
+        val = f", validation loss {res.last_val:.6g} (best {res.best_val:.6g})" if res.last_val is not None else ""
+        how = "stopped at the time limit" if res.stopped == "time limit" else "finished"
+        print(f"{how}: {res.step}/{res.total_steps} updates, last training loss {res.last_loss:.6g}{val}")
+        print(f"run directory: {run_dir}  (checkpoints step-*/ and best/, metrics.jsonl, tb/ for TensorBoard)")
+    return 0

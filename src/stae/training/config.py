@@ -1,0 +1,329 @@
+"""Run configuration: four small frozen dataclasses (data, train, checkpoint, log) plus the
+model section, read from YAML or TOML, overridden from the command line, written back
+resolved beside the run.
+
+Precedence (lowest first): dataclass defaults < the recipe's defaults (``train.recipe``) <
+the config file < ``--set section.key=value`` overrides. Every unknown key or wrong type is a
+:class:`~stae.errors.StaeError` naming the dotted key, e.g.
+``config key 'train.lr': expected a number, got 'fast'``.
+
+The ``model`` section takes ``preset`` (a Table 2 name, default the vanilla model),
+``released_code`` (true applies :data:`stae.config.RELEASED_CODE`) and any
+:class:`~stae.config.ModelConfig` field, which overrides the preset.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional, Union
+
+import yaml
+
+from stae.config import RELEASED_CODE, VANILLA, ModelConfig, preset
+from stae.errors import StaeError
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where clips come from. Training clips have ``context + 1`` frames: feed tau, predict tau+1."""
+
+    source: str = "moving_mnist"  # moving_mnist (generated on the fly) | file (.npy/.npz) | video (folder)
+    path: Optional[str] = None  # file: the training clip file; video: the folder of videos/frame folders
+    val_path: Optional[str] = None  # file: a separate validation file (default: hold out val_fraction of path)
+    context: int = 10  # tau (Sec. 4: 10 for Moving MNIST); clips of tau + 1 frames
+    random_offset: bool = True  # Sec. 4: a random window of tau + 1 frames of each sequence
+    train_sequences: int = 10_000  # Moving MNIST: sequences generated for training (Sec. 4.1: 10k)
+    val_sequences: int = 3_000  # Moving MNIST: validation sequences (Sec. 4.1: 3k)
+    seed: int = 0  # Moving MNIST: seed of the training sequences (validation uses seed + 1)
+    num_frames: int = 20  # Moving MNIST: frames per generated sequence
+    size: int = 64  # Moving MNIST: frame size; video: frames resized to size x size
+    num_digits: int = 2
+    speed: float = 0.1  # fraction of the free canvas per frame (OpenSTL)
+    lines: bool = False  # Sec. 4.1's variant with a vertical and a horizontal line
+    binary: bool = False  # Table 2: binary frames (threshold 0.5), BCE loss, sigmoid output
+    grayscale: bool = True  # video: convert to one channel
+    stride: int = 1  # video: take every stride-th frame
+    val_fraction: float = 0.1  # video/file: fraction held out for validation
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation. ``recipe`` fills the defaults of every other key (see recipes.py)."""
+
+    recipe: str = "fast"  # paper | fast
+    seed: int = 0  # python/numpy/torch seeds and the data order
+    device: str = "auto"  # auto (cuda > mps > cpu) | cpu | cuda | mps
+    batch_size: int = 1  # sequences per update, summed over all ranks
+    epochs: float = 1.0  # passes over the training sequences (ignored when max_steps > 0)
+    max_steps: int = 0  # updates; 0 = derived from epochs
+    max_minutes: float = 0.0  # stop (with a checkpoint) after this wall-clock time; 0 = no limit
+    optimizer: str = "rmsprop"  # rmsprop | adam | adamw | sgd
+    lr: float = 1e-4
+    momentum: float = 0.0  # sgd / rmsprop momentum
+    alpha: float = 0.9  # rmsprop rho (Sec. 4: 0.9)
+    eps: float = 1e-5  # rmsprop/adam epsilon (Sec. 4: 1e-5)
+    betas: tuple[float, ...] = (0.9, 0.999)  # adam/adamw
+    weight_decay: float = 0.0
+    schedule: str = "paper"  # paper (lr * 0.5**(epoch/100)) | cosine | onecycle | constant
+    warmup_steps: int = 0  # linear lr warm-up (cosine / constant)
+    min_lr_ratio: float = 0.0  # cosine: final lr / lr
+    grad_clip: str = "value"  # value (element-wise clamp, released code) | norm | none
+    grad_clip_value: float = 50.0
+    loss: str = "auto"  # auto (bce for binary data, else eq5) | eq5 | bce | released (gradient term only)
+    loss_steps: str = "last"  # last (Fig. 2: loss on the prediction of frame tau+1 only) | all
+    loss_warmup: int = 0  # loss_steps=all: skip the first k predictions (too little context)
+    amp: str = "off"  # off | bf16 (autocast; CPU needs AVX512-BF16/AMX to gain) | auto
+    threads: int = 0  # torch CPU threads; 0 = torch's default. 1 is much faster on a shared, loaded machine
+
+
+@dataclass(frozen=True)
+class CheckpointConfig:
+    every_steps: int = 1000  # write step-XXXXXXX/ every this many updates (and at the end)
+    keep_last: int = 3  # step checkpoints kept (best/ is kept besides)
+    validate: bool = True  # compute the validation loss at every checkpoint (best/ follows it)
+    val_batches: int = 0  # validation batches per evaluation; 0 = the whole validation set
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    every_steps: int = 10  # metrics.jsonl / TensorBoard scalars every this many updates
+    image_every: int = 500  # TensorBoard image panel every this many updates; 0 = never
+    tensorboard: bool = True
+    progress: bool = True  # tqdm bar
+
+
+SECTIONS: dict[str, type] = {"data": DataConfig, "train": TrainConfig, "checkpoint": CheckpointConfig, "log": LogConfig}
+MODEL_EXTRA = {"preset": str, "released_code": bool}
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    model_preset: str = VANILLA
+    released_code: bool = False
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The resolved config as plain data (tuples as lists), loadable by :func:`resolve`."""
+        def plain(x):
+            return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(x).items()}
+        model = {"preset": self.model_preset, "released_code": self.released_code, **plain(self.model)}
+        return {"model": model, **{name: plain(getattr(self, name)) for name in SECTIONS}}
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=None)
+
+
+# ------------------------------------------------------------------------------ reading
+def read_config_file(path: Union[str, Path]) -> dict[str, Any]:
+    """A YAML (.yaml/.yml) or TOML (.toml) file as a nested dict."""
+    p = Path(path)
+    if not p.is_file():
+        raise StaeError(f"config file not found: {p}")
+    text = p.read_text()
+    try:
+        if p.suffix.lower() == ".toml":
+            d = tomllib.loads(text)
+        else:
+            d = yaml.safe_load(text)
+    except (yaml.YAMLError, tomllib.TOMLDecodeError) as e:
+        raise StaeError(f"{p}: not valid {'TOML' if p.suffix.lower() == '.toml' else 'YAML'}: "
+                        f"{str(e).splitlines()[0]}") from None
+    if d is None:
+        return {}
+    if not isinstance(d, dict):
+        raise StaeError(f"{p}: a config file must be a mapping of sections (model, data, train, checkpoint, log)")
+    return d
+
+
+def parse_value(text: str) -> Any:
+    """A ``--set`` value: YAML scalars/lists (``true``, ``[16, 32]``, ``null``), plus numbers
+    such as ``3e-4`` that YAML 1.1 would read as strings."""
+    try:
+        v = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+    if isinstance(v, str):
+        try:
+            return float(v)
+        except ValueError:
+            return v
+    return v
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``section.key=value`` strings to a nested dict (a new dict is returned)."""
+    out = {k: dict(v) if isinstance(v, dict) else v for k, v in raw.items()}
+    for item in overrides:
+        if "=" not in item:
+            raise StaeError(f"--set {item!r}: expected section.key=value, e.g. train.lr=3e-4")
+        key, value = item.split("=", 1)
+        parts = key.strip().split(".")
+        if len(parts) != 2 or not all(parts):
+            raise StaeError(f"--set {item!r}: the key must be section.key, e.g. train.lr (sections: model, "
+                            f"{', '.join(SECTIONS)})")
+        section, name = parts
+        sec = out.setdefault(section, {})
+        if not isinstance(sec, dict):
+            raise StaeError(f"config key {section!r}: expected a section (mapping)")
+        sec[name] = parse_value(value.strip())
+    return out
+
+
+def _check_type(key: str, value: Any, tp: Any) -> Any:
+    """``value`` converted to the annotated type ``tp``, or a StaeError naming ``key``."""
+    origin = typing.get_origin(tp)
+    if origin is Union:  # Optional[X]
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        return None if value is None else _check_type(key, value, args[0])
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise StaeError(f"config key {key!r}: expected a list, got {value!r}")
+        (inner, _) = typing.get_args(tp)
+        return tuple(_check_type(key, v, inner) for v in value)
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise StaeError(f"config key {key!r}: expected true or false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not (isinstance(value, int) or (isinstance(value, float) and value.is_integer())):
+            raise StaeError(f"config key {key!r}: expected an integer, got {value!r}")
+        return int(value)
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise StaeError(f"config key {key!r}: expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise StaeError(f"config key {key!r}: expected a string, got {value!r}")
+        return value
+    raise TypeError(f"unsupported config type {tp} for {key}")
+
+
+def build_section(cls: type, name: str, values: dict[str, Any]) -> Any:
+    hints = typing.get_type_hints(cls)
+    unknown = sorted(set(values) - set(hints))
+    if unknown:
+        raise StaeError(f"unknown config key {name}.{unknown[0]!s}; known keys of '{name}': {', '.join(hints)}")
+    return cls(**{k: _check_type(f"{name}.{k}", v, hints[k]) for k, v in values.items()})
+
+
+CHOICES = {
+    "data.source": ("moving_mnist", "file", "video"),
+    "train.recipe": None,  # filled from recipes.RECIPES
+    "train.device": ("auto", "cpu", "cuda", "mps"),
+    "train.optimizer": ("rmsprop", "adam", "adamw", "sgd"),
+    "train.schedule": ("paper", "cosine", "onecycle", "constant"),
+    "train.grad_clip": ("value", "norm", "none"),
+    "train.loss": ("auto", "eq5", "bce", "released"),
+    "train.loss_steps": ("last", "all"),
+    "train.amp": ("off", "bf16", "auto"),
+}
+
+
+def resolve(raw: dict[str, Any]) -> RunConfig:
+    """A validated :class:`RunConfig` from a nested dict (file contents + overrides)."""
+    from stae.training.recipes import RECIPES
+
+    if not isinstance(raw, dict):
+        raise StaeError("a config must be a mapping of sections")
+    unknown = sorted(set(raw) - set(SECTIONS) - {"model"})
+    if unknown:
+        raise StaeError(f"unknown config section {unknown[0]!r}; sections: model, {', '.join(SECTIONS)}")
+    for name, sec in raw.items():
+        if not isinstance(sec, dict):
+            raise StaeError(f"config key {name!r}: expected a section (mapping), got {sec!r}")
+    # --- model
+    m = dict(raw.get("model", {}))
+    pname = _check_type("model.preset", m.pop("preset", VANILLA), str)
+    released = _check_type("model.released_code", m.pop("released_code", False), bool)
+    try:
+        base = preset(pname)
+    except ValueError as e:
+        raise StaeError(f"config key 'model.preset': {e}") from None
+    fields = {f.name for f in dataclasses.fields(ModelConfig)}
+    bad = sorted(set(m) - fields)
+    if bad:
+        raise StaeError(f"unknown config key model.{bad[0]}; known keys of 'model': preset, released_code, "
+                        f"{', '.join(sorted(fields))}")
+    hints = typing.get_type_hints(ModelConfig)
+    merged = {**base.to_dict(), **(RELEASED_CODE if released else {})}
+    merged.update({k: _check_type(f"model.{k}", v, hints[k]) for k, v in m.items()})
+    try:
+        model = ModelConfig(**merged).validate()
+    except (ValueError, TypeError) as e:
+        raise StaeError(f"model config: {e}") from None
+    # --- train: the recipe's defaults first
+    t = dict(raw.get("train", {}))
+    recipe = _check_type("train.recipe", t.get("recipe", TrainConfig.recipe), str)
+    if recipe not in RECIPES:
+        raise StaeError(f"config key 'train.recipe': unknown recipe {recipe!r}; choose one of: {', '.join(RECIPES)}")
+    sections: dict[str, Any] = {}
+    for name, cls in SECTIONS.items():
+        values = dict(RECIPES[recipe].get(name, {}))
+        values.update(raw.get(name, {}))
+        sections[name] = build_section(cls, name, values)
+    for key, choices in CHOICES.items():
+        sec, k = key.split(".")
+        v = getattr(sections[sec], k)
+        choices = tuple(RECIPES) if choices is None else choices
+        if v not in choices:
+            raise StaeError(f"config key {key!r}: {v!r} is not one of {', '.join(choices)}")
+    cfg = RunConfig(model=model, model_preset=pname, released_code=released, **sections)
+    _check_consistency(cfg)
+    return cfg
+
+
+def _check_consistency(cfg: RunConfig) -> None:
+    d, t = cfg.data, cfg.train
+    if d.context < 1:
+        raise StaeError(f"config key 'data.context': must be >= 1, got {d.context}")
+    if d.source == "moving_mnist" and d.num_frames < d.context + 1:
+        raise StaeError(f"config key 'data.num_frames': {d.num_frames} frames cannot hold a clip of "
+                        f"context + 1 = {d.context + 1} frames")
+    if d.source in ("file", "video") and not d.path:
+        raise StaeError(f"config key 'data.path': required for data.source={d.source}")
+    if t.batch_size < 1:
+        raise StaeError(f"config key 'train.batch_size': must be >= 1, got {t.batch_size}")
+    if t.lr <= 0:
+        raise StaeError(f"config key 'train.lr': must be > 0, got {t.lr}")
+    if t.loss_warmup >= d.context:
+        raise StaeError(f"config key 'train.loss_warmup': must be < data.context ({d.context}), got {t.loss_warmup}")
+    if cfg.checkpoint.keep_last < 1:
+        raise StaeError(f"config key 'checkpoint.keep_last': must be >= 1, got {cfg.checkpoint.keep_last}")
+    if cfg.checkpoint.every_steps < 1:
+        raise StaeError(f"config key 'checkpoint.every_steps': must be >= 1, got {cfg.checkpoint.every_steps}")
+    if cfg.log.every_steps < 1:
+        raise StaeError(f"config key 'log.every_steps': must be >= 1, got {cfg.log.every_steps}")
+    if t.epochs <= 0 and t.max_steps <= 0:
+        raise StaeError("config keys 'train.epochs'/'train.max_steps': one must be > 0")
+    loss = loss_name(cfg)
+    if loss == "bce" and cfg.model.output != "sigmoid":
+        raise StaeError("config key 'model.output': the BCE loss (binary data) needs output: sigmoid")
+
+
+def loss_name(cfg: RunConfig) -> str:
+    """The loss actually used: ``auto`` is BCE for binary data, eq. (5) otherwise."""
+    if cfg.train.loss != "auto":
+        return cfg.train.loss
+    return "bce" if cfg.data.binary else "eq5"
+
+
+def load_config(path: Optional[Union[str, Path]] = None, overrides: Optional[list[str]] = None,
+                base: Optional[dict[str, Any]] = None) -> RunConfig:
+    """File (optional) + overrides -> validated RunConfig. ``base`` is merged under the file."""
+    raw: dict[str, Any] = {k: dict(v) for k, v in (base or {}).items()}
+    if path is not None:
+        for sec, vals in read_config_file(path).items():
+            if isinstance(vals, dict) and isinstance(raw.get(sec), dict):
+                raw[sec].update(vals)
+            else:
+                raw[sec] = vals
+    return resolve(apply_overrides(raw, overrides or []))

@@ -1,0 +1,178 @@
+"""Training runs: resume equals uninterrupted (in process and after SIGKILL), checkpoints
+(atomic, keep-last-k, best), NaN stop, corrupt checkpoints."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from stae.checkpoint import load_model
+from stae.cli import main
+from stae.errors import StaeError
+from stae.training import TrainingDiverged, resolve, train
+from stae.training import checkpoints as ck
+from stae.training import loop
+from tests.test_train_config import tiny_raw, write_tiny_clips
+
+
+@pytest.fixture()
+def data(tmp_path):
+    return write_tiny_clips(tmp_path / "clips.npy")
+
+
+def train_losses(run_dir: Path) -> dict[int, float]:
+    recs = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return {r["step"]: r["loss"] for r in recs if r["kind"] == "train"}
+
+
+def weights(run_dir: Path, name: str) -> dict[str, torch.Tensor]:
+    return load_model(run_dir / name).state_dict()
+
+
+def assert_same_weights(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def test_resume_equals_uninterrupted(tmp_path, data):
+    cfg = resolve(tiny_raw(data))
+    full = train(cfg, tmp_path / "full")
+    assert full.step == 12 and full.stopped == "done"
+    part = train(cfg, tmp_path / "part", stop_after=5)
+    assert part.step == 5 and part.stopped == "stop_after"
+    assert (tmp_path / "part" / "step-0000005").is_dir()
+    res = train(cfg, tmp_path / "part", resume=True)
+    assert res.resumed_from == 5 and res.step == 12
+    la, lb = train_losses(tmp_path / "full"), train_losses(tmp_path / "part")
+    assert list(la) == list(range(1, 13)) and la == lb  # exact loss curve, no duplicated records
+    assert_same_weights(weights(tmp_path / "full", "step-0000012"), weights(tmp_path / "part", "step-0000012"))
+    sa = ck.load_state(tmp_path / "full" / "step-0000012")
+    sb = ck.load_state(tmp_path / "part" / "step-0000012")
+    for k, v in sa["optimizer"]["state"].items():
+        for name, t in v.items():
+            assert torch.equal(torch.as_tensor(t), torch.as_tensor(sb["optimizer"]["state"][k][name]))
+    # the config was written once, resolved, and is loadable again
+    assert resolve(yaml.safe_load((tmp_path / "full" / "resolved.yaml").read_text())) == cfg
+
+
+def test_keep_last_and_best(tmp_path, data):
+    cfg = resolve(tiny_raw(data, checkpoint={"every_steps": 2, "keep_last": 2}))
+    train(cfg, tmp_path / "r")
+    run = tmp_path / "r"
+    assert [p.name for _, p in ck.step_checkpoints(run)] == ["step-0000010", "step-0000012"]
+    assert not list(run.glob(".tmp-*")) and not list(run.glob(".old-*"))
+    vals = {json.loads(x)["step"]: json.loads(x)["total"] for x in (run / "metrics.jsonl").read_text().splitlines()
+            if json.loads(x)["kind"] == "val"}
+    assert sorted(vals) == [2, 4, 6, 8, 10, 12]
+    best_step = min(vals, key=vals.get)
+    best = ck.load_state(run / "best")
+    assert best["step"] == best_step and best["best_val"] == vals[best_step]
+    for name in ("best", "step-0000012"):
+        assert json.loads((run / name / "config.json").read_text())["encoder_channels"] == [4]
+    # a new run never overwrites an existing one
+    with pytest.raises(StaeError, match="--resume"):
+        train(cfg, run)
+
+
+def test_interrupted_write_is_repaired(tmp_path, data):
+    cfg = resolve(tiny_raw(data, train={"max_steps": 8}))
+    run = tmp_path / "r"
+    train(cfg, run, stop_after=4)
+    # a killed writer leaves a temporary dir and best/ moved aside mid-swap
+    (run / ".tmp-step-0000006-123").mkdir()
+    (run / ".tmp-step-0000006-123" / "model.safetensors").write_bytes(b"partial")
+    os.rename(run / "best", run / ".old-best")
+    res = train(cfg, run, resume=True)
+    assert res.resumed_from == 4 and res.step == 8
+    assert (run / "best" / "model.safetensors").is_file() and not list(run.glob(".*"))
+
+
+def test_corrupt_and_foreign_checkpoints(tmp_path, data):
+    cfg = resolve(tiny_raw(data, train={"max_steps": 4}))
+    run = tmp_path / "r"
+    train(cfg, run)
+    state = run / "step-0000004" / "state.pt"
+    state.write_bytes(state.read_bytes()[:100])  # truncated
+    with pytest.raises(StaeError, match="state.pt: not a readable training state"):
+        train(cfg, run, resume=True)
+    torch.save({"something": torch.zeros(2)}, state)  # foreign
+    with pytest.raises(StaeError, match="not a stae training state"):
+        ck.load_state(run / "step-0000004")
+    w = run / "best" / "model.safetensors"
+    w.write_bytes(w.read_bytes()[:50])
+    with pytest.raises(StaeError, match="truncated or corrupt"):
+        load_model(w)
+    with pytest.raises(StaeError, match="no step-"):
+        ck.latest_checkpoint(tmp_path)
+
+
+def test_nan_stops_and_keeps_last_good(tmp_path, data, monkeypatch, capsys):
+    real = loop.make_batch
+    calls = {"n": 0}
+
+    def poisoned(*a, **kw):
+        calls["n"] += 1
+        b = real(*a, **kw)
+        return b * float("nan") if calls["n"] == 6 else b
+
+    monkeypatch.setattr(loop, "make_batch", poisoned)
+    cfg = resolve(tiny_raw(data))
+    run = tmp_path / "r"
+    with pytest.raises(TrainingDiverged) as e:
+        train(cfg, run)
+    msg = str(e.value)
+    assert "loss became nan at step 6" in msg and "step-0000004" in msg and "\n" not in msg
+    assert [p.name for _, p in ck.step_checkpoints(run)] == ["step-0000004"]
+    assert all(torch.isfinite(v).all() for v in weights(run, "step-0000004").values())
+    last = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
+    assert last["kind"] == "diverged" and last["step"] == 6
+    # through the CLI: one line, exit 2
+    calls["n"] = 0
+    f = tmp_path / "c.yaml"
+    f.write_text(yaml.safe_dump(tiny_raw(data)))
+    assert main(["train", str(f), "--out", str(tmp_path / "r2")]) == 2
+    assert "loss became nan" in capsys.readouterr().err
+
+
+def test_sigkill_then_resume_matches_uninterrupted(tmp_path, data):
+    """A real training process killed with SIGKILL mid-run resumes to the uninterrupted result."""
+    raw = tiny_raw(data, train={"max_steps": 150}, checkpoint={"every_steps": 10, "keep_last": 2, "val_batches": 1},
+                   log={"every_steps": 5})
+    f = tmp_path / "c.yaml"
+    f.write_text(yaml.safe_dump(raw))
+    run = tmp_path / "killed"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    cmd = [sys.executable, "-m", "stae", "train", str(f), "--out", str(run)]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 60
+    try:
+        while time.time() < deadline and proc.poll() is None:
+            if len(ck.step_checkpoints(run)) and ck.step_checkpoints(run)[-1][0] >= 30:
+                break
+            time.sleep(0.01)
+        assert proc.poll() is None, "training finished before it could be killed: " + proc.stderr.read().decode()[-500:]
+        time.sleep(0.05)  # land somewhere inside the next steps (possibly mid-checkpoint)
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    killed_at = ck.step_checkpoints(run)[-1][0]
+    assert killed_at < 150
+    r = subprocess.run(cmd[:4] + ["--resume", str(run)], env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-1000:]
+    assert "finished: 150/150" in r.stdout
+    ref = train(resolve(raw), tmp_path / "ref")
+    assert ref.step == 150
+    assert_same_weights(weights(run, "step-0000150"), weights(tmp_path / "ref", "step-0000150"))
+    assert train_losses(run) == train_losses(tmp_path / "ref")
+    assert not list(run.glob(".tmp-*"))

@@ -19,6 +19,7 @@ description travel inside the file (TorchScript ``extra_files`` / ONNX metadata)
 
 from __future__ import annotations
 
+import copy
 import io
 import json
 import os
@@ -110,7 +111,12 @@ def export_model(model: SpatioTemporalAutoencoder, path: Union[str, os.PathLike]
         raise StaeError(f"--batch must be >= 1, got {batch}")
     size = default_size(model) if size is None else size
     model.check_frame_shape((model.config.in_channels, *size), "--size")
-    model = model.eval()
+    model = copy.deepcopy(model).eval()
+    for part in (model.memory, model.flow):
+        # Same numbers either way; FFT convolution (a speed option of the config) has no
+        # counterpart in ONNX, so the export always uses the direct convolutions.
+        if getattr(part, "fft", False):
+            part.fft = False
     wrapper = StreamingStep(model).eval()
     frame = torch.rand(batch, model.config.in_channels, *size, generator=torch.Generator().manual_seed(0))
     example = (frame, *initial_state(model, batch, *size))

@@ -377,8 +377,11 @@ def propagate_video(model: SpatioTemporalAutoencoder, out_dir: Union[str, os.Pat
         "iou_definition": "stae.metrics.iou: region IoU (Jaccard) averaged over labels other than 0, frames 1..N-1",
     }
     if has_truth:
-        summary["mean_iou"] = {m: res.mean_iou(m) for m in methods}
-        summary["per_frame"] = [{"t": t, **{m: res.iou[m][t] for m in methods}} for t in range(len(res.frames))]
+        def num(v: float) -> Optional[float]:  # JSON has no NaN: null where IoU is undefined
+            return float(v) if np.isfinite(v) else None
+
+        summary["mean_iou"] = {m: num(res.mean_iou(m)) for m in methods}
+        summary["per_frame"] = [{"t": t, **{m: num(res.iou[m][t]) for m in methods}} for t in range(len(res.frames))]
 
     from stae.viz import grid_image, save_png, write_gif
 

@@ -71,9 +71,9 @@ def run(args: argparse.Namespace) -> int:
                         size=args.size, max_frames=args.max_frames, fps=args.fps, scale=args.scale, force=args.force)
     print(f"propagated labels {s['label_values']} through {s['frames']} frames ({s['frame_fit']})")
     if "mean_iou" in s:
-        m = s["mean_iou"]
-        print(f"mean IoU over frames 1..{s['frames'] - 1}: stae {m['stae']:.3f}, DIS flow {m['dis']:.3f}, "
-              f"copy first mask {m['copy_first']:.3f}")
+        m = {k: ("n/a" if v is None else f"{v:.3f}") for k, v in s["mean_iou"].items()}
+        print(f"mean IoU over frames 1..{s['frames'] - 1}: stae {m['stae']}, DIS flow {m['dis']}, "
+              f"copy first mask {m['copy_first']}")
     for path in s["written"]:
         print(f"wrote {path}")
     return 0

@@ -19,10 +19,14 @@ TINY = dict(encoder_channels=(4,), memory_channels=(4, 3), flow_kernel=3, spatia
             flow_1x1=False)
 
 
-@pytest.fixture(scope="module")
-def model():
+FC = dict(encoder_channels=(4,), memory="fc", fc_hidden=(32, 64), fc_frame_size=(16, 16), flow_kernel=3,
+          spatial_kernel=3, flow_1x1=False)
+
+
+@pytest.fixture(scope="module", params=["conv", "fc"])
+def model(request):
     torch.manual_seed(0)
-    return build_model(ModelConfig(**TINY)).eval()
+    return build_model(ModelConfig(**(TINY if request.param == "conv" else FC))).eval()
 
 
 def eager_outputs(model, clip):
@@ -35,7 +39,10 @@ def eager_outputs(model, clip):
 
 
 def test_wrapper_state_is_explicit_and_starts_at_zero(model):
-    assert state_shapes(model, 1, 16, 16) == [(1, 4, 8, 8), (1, 3, 8, 8)] * 2
+    if model.config.memory == "conv":
+        assert state_shapes(model, 1, 16, 16) == [(1, 4, 8, 8), (1, 3, 8, 8)] * 2
+    else:
+        assert state_shapes(model, 1, 16, 16) == [(1, 32), (1, 64)] * 2
     assert io_names(model) == (["frame", "h0", "h1", "c0", "c1"], ["pred", "flow", "h0_out", "h1_out", "c0_out", "c1_out"])
     clip = torch.rand(3, 1, 1, 16, 16, generator=torch.Generator().manual_seed(1))
     step, state = StreamingStep(model), initial_state(model, 1, 16, 16)
@@ -50,7 +57,7 @@ def test_torchscript_equals_eager(model, tmp_path):
     extra = {"stae.json": ""}
     ts = torch.jit.load(str(path), _extra_files=extra)
     meta = json.loads(extra["stae.json"])
-    assert meta["inputs"][0] == "frame" and meta["stae_model_config"]["memory_channels"] == [4, 3]
+    assert meta["inputs"][0] == "frame" and meta["stae_model_config"] == json.loads(model.config.to_json())
     clip = torch.rand(5, 1, 1, 16, 16, generator=torch.Generator().manual_seed(2))
     state = initial_state(model, 1, 16, 16)
     with torch.no_grad():
@@ -78,7 +85,9 @@ def test_onnx_equals_eager(model, tmp_path):
         np.testing.assert_allclose(out[1], flow.numpy(), atol=1e-5, rtol=0)
 
 
-def test_cli_export_and_bad_input(model, tmp_path, capsys):
+def test_cli_export_and_bad_input(tmp_path, capsys):
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(**TINY))
     ckpt = save_model(tmp_path / "m.safetensors", model)
     out = tmp_path / "m.pt"
     assert main(["export", str(ckpt), "--format", "torchscript", "--out", str(out), "--size", "16x16"]) == 0

@@ -189,3 +189,16 @@ def test_bad_inputs_exit_2(files, tmp_path, capsys):
     save_file(state, tmp_path / "other.safetensors", metadata={CONFIG_KEY: other.to_json(), FORMAT_KEY: FORMAT_VERSION})
     assert main(["predict", str(tmp_path / "other.safetensors"), str(clip_path), "--out", str(tmp_path / "o")]) == 2
     assert "stae: error:" in capsys.readouterr().err
+
+
+def test_video_file_input(files, tmp_path):
+    from stae.viz import write_mp4
+
+    _, ckpt, _, _ = files
+    rng = np.random.default_rng(2)
+    write_mp4([(rng.random((16, 20, 3)) * 255).astype(np.uint8) for _ in range(4)], tmp_path / "v.mp4")
+    out = tmp_path / "o"
+    assert main(["predict", str(ckpt), str(tmp_path / "v.mp4"), "--out", str(out), "--context", "2", "--flo"]) == 0
+    s = json.loads((out / "predict.json").read_text())
+    assert s["frames"] == 4 and s["size_hw"] == [16, 20] and s["channels"] == 1
+    assert read_flo(out / "flow" / "flow_00003.flo").shape == (16, 20, 2)

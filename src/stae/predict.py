@@ -140,7 +140,7 @@ class FrameFit:
         if (ch, cw) != (h, w):
             s += f" cropped to {cw}x{ch} at x={l}, y={t}"
         if self.size != (ch, cw):
-            s += f" resized to {self.size[1]}x{self.size[0]}"
+            s += f", resized to {self.size[1]}x{self.size[0]}"
         return s
 
     def frame(self, f: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,81 @@
+"""``stae evaluate``: a checkpoint and the two baselines on the same frames -> table + JSON
+(see :mod:`stae.evaluate` and docs/training.md)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from stae.errors import StaeError
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "evaluate", help="metrics of a checkpoint and the copy-last / DIS baselines on a test set",
+        description="Evaluate CHECKPOINT (a .safetensors file, checkpoint or run directory, or shipped model) "
+                    "on a fixed test set: one-step prediction of frame tau+1 after tau context frames "
+                    "(--mode next, the paper's protocol) or 10-in/10-out rollout (--mode rollout, OpenSTL's). "
+                    "Prints a table and writes JSON. See docs/training.md.")
+    p.add_argument("checkpoint", metavar="CHECKPOINT")
+    p.add_argument("--data", default="moving-mnist",
+                   help="moving-mnist (the generated test set: 2,000 sequences, seed 2, test digits, with true flow), "
+                        "a clip file (.npy such as mnist_test_seq.npy, or .npz), or a folder of videos")
+    p.add_argument("--mode", choices=("next", "rollout"), default="next")
+    p.add_argument("--context", type=int, default=10, help="tau: context frames fed before predicting (default 10)")
+    p.add_argument("--horizon", type=int, default=10, help="rollout: frames predicted (default 10)")
+    p.add_argument("--limit", type=int, default=None, help="evaluate only the first N clips")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--binary", action="store_true", help="moving-mnist: binary frames (Table 2; reports BCE)")
+    p.add_argument("--lines", action="store_true", help="moving-mnist: the variant with two lines (Sec. 4.1)")
+    p.add_argument("--size", type=int, default=None, help="moving-mnist/videos: frame size (default: 64)")
+    p.add_argument("--split", choices=("train", "val"), default="val", help="videos: which split (default val)")
+    p.add_argument("--no-dis", action="store_true", help="skip the OpenCV DIS baseline")
+    p.add_argument("--device", default="cpu", help="cpu (default), cuda or mps")
+    p.add_argument("--out", default=None, help="JSON file (default: ./eval_<mode>.json)")
+    p.set_defaults(func=run)
+
+
+def build_eval_dataset(spec: str, need: int, binary: bool = False, lines: bool = False, size: int | None = None,
+                       split: str = "val", in_channels: int = 1):
+    """The dataset named by ``--data``: 'moving-mnist', a clip file, or a video folder."""
+    if spec in ("moving-mnist", "moving_mnist", "mmnist"):
+        from stae.data.moving_mnist import default_dataset
+        return default_dataset("test", num_frames=max(20, need), binary=binary, lines=lines,
+                               size=size or 64, with_truth=True)
+    path = Path(spec)
+    if not path.exists():
+        raise StaeError(f"--data {spec}: no such file or folder (or use --data moving-mnist)")
+    if path.is_file() and path.suffix.lower() in (".npy", ".npz"):
+        from stae.data.files import ClipFileDataset
+        return ClipFileDataset(path)
+    from stae.data.video import VideoClipDataset
+    s = size or 64
+    return VideoClipDataset(path, clip_len=need, size=(s, s), grayscale=in_channels == 1, split=split)
+
+
+def run(args: argparse.Namespace) -> int:
+    from stae.checkpoint import load_model, resolve_checkpoint
+    from stae.evaluate import evaluate, format_table
+
+    if args.context < 1 or args.horizon < 1 or (args.limit is not None and args.limit < 1) or args.batch_size < 1:
+        raise StaeError("--context, --horizon, --limit and --batch-size must be >= 1")
+    model = load_model(args.checkpoint, map_location=args.device)
+    need = args.context + (1 if args.mode == "next" else args.horizon)
+    ds = build_eval_dataset(args.data, need, args.binary, args.lines, args.size, args.split, model.config.in_channels)
+    report = evaluate(model, ds, context=args.context, mode=args.mode, horizon=args.horizon,
+                      batch_size=args.batch_size, limit=args.limit,
+                      baselines=("copy_last",) if args.no_dis else ("copy_last", "dis"),
+                      binary=True if args.binary else None, device=args.device, progress=True)
+    report = {"checkpoint": str(resolve_checkpoint(args.checkpoint)), "data": args.data,
+              "model_config": model.config.to_dict(), **report}
+    out = Path(args.out) if args.out else Path(f"eval_{args.mode}.json")
+    from stae.checkpoint import atomic_write_bytes
+    atomic_write_bytes(out, (json.dumps(report, indent=2) + "\n").encode())
+    p = report["protocol"]
+    print(f"{p['clips']} clips of {args.data}: {p['frames']}")
+    print(format_table(report))
+    if "flow_convention" in p:
+        print(f"epe: end-point error in pixels on digit pixels; flows {p['flow_convention'].split(',')[0]}")
+    print(f"wrote {out}")
+    return 0

@@ -1,0 +1,194 @@
+"""Evaluation: the model and two classical baselines on the same frames -> JSON.
+
+Protocols (``mode``):
+
+* ``next`` (default, the paper's): from each clip, feed frames 0..tau-1 (tau = ``context``,
+  10) from an empty memory and predict frame tau. Baselines on the same frames: ``copy_last``
+  (frame tau-1) and ``dis`` (frame tau-1 warped by OpenCV DIS flow between frames tau-1 and
+  tau-2, a constant-velocity guess; :func:`stae.baselines.dis_extrapolate`).
+* ``rollout`` (OpenSTL's Moving MNIST protocol): feed 10 frames, predict the next ``horizon``
+  (10) by feeding predictions back (:meth:`~stae.model.autoencoder.SpatioTemporalAutoencoder.rollout`);
+  copy_last repeats frame tau-1; dis re-estimates DIS flow between its own last two frames.
+
+Metrics (:mod:`stae.metrics`), averaged over every predicted frame: per-pixel BCE in nats
+(binary data only, Table 2's metric; the model's probabilities, the baselines' pixel values
+clamped to [1e-7, 1 - 1e-7]), per-pixel L2 (Table 3), image-gradient L2, PSNR, SSIM, and
+OpenSTL's MSE / MAE summed over a frame's pixels.
+
+Flow end-point error (``next`` mode, when the data carries true flow): all flows in the
+model's BACKWARD convention -- the flow living on frame tau that points into frame tau-1,
+``frame_tau(p) = frame_{tau-1}(p + T(p))`` -- in image pixels. The model's last flow T_{tau-1}
+is upsampled from the feature grid with :func:`stae.model.warp.upsample_flow`; the DIS
+baseline's flow is its constant-velocity guess (the backward flow between frames tau-1 and
+tau-2); copy_last is zero flow. Averaged over the digit pixels of frame tau (the true flow is
+defined there; background has no motion to find).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Iterable, Optional, Sequence
+
+import torch
+from torch.utils.data import Dataset
+
+from stae import metrics as M
+from stae.baselines import copy_last, dis_extrapolate
+from stae.errors import StaeError
+from stae.model.warp import upsample_flow
+
+METHODS = ("model", "copy_last", "dis")
+METRIC_NAMES = ("bce", "l2", "gradient_l2", "psnr", "ssim", "mse_per_frame", "mae_per_frame", "epe")
+FLOW_CONVENTION = ("backward: frame_tau(p) = frame_{tau-1}(p + T(p)), image pixels, channel 0 = x; "
+                   "model flow upsampled from the feature grid (stae.model.warp.upsample_flow)")
+
+
+def _is_binary(x: torch.Tensor) -> bool:
+    return bool(((x == 0) | (x == 1)).all())
+
+
+class _Mean:
+    """Weighted running means of named values."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, float] = {}
+        self.weights: dict[str, float] = {}
+
+    def add(self, name: str, value: float, weight: float) -> None:
+        if weight <= 0 or not math.isfinite(value):
+            return
+        self.sums[name] = self.sums.get(name, 0.0) + value * weight
+        self.weights[name] = self.weights.get(name, 0.0) + weight
+
+    def result(self) -> dict[str, float]:
+        return {k: self.sums[k] / self.weights[k] for k in self.sums}
+
+
+def frame_metrics(pred: torch.Tensor, target: torch.Tensor, prob: Optional[torch.Tensor], binary: bool) -> dict[str, float]:
+    """Image metrics of predicted frames (..., C, H, W) against the truth; ``prob`` is what BCE scores."""
+    out = {
+        "l2": M.l2(pred, target), "gradient_l2": M.gradient_l2(pred, target), "psnr": M.psnr(pred, target),
+        "ssim": M.ssim(pred, target), "mse_per_frame": M.mse_per_frame(pred, target),
+        "mae_per_frame": M.mae_per_frame(pred, target),
+    }
+    if binary:
+        out["bce"] = M.bce(prob if prob is not None else pred, target)
+    return out
+
+
+def _batches(ds: Dataset, batch_size: int, limit: Optional[int]) -> Iterable[list[dict[str, torch.Tensor]]]:
+    from stae.training.batches import fetch
+
+    n = len(ds) if limit is None else min(limit, len(ds))
+    for s in range(0, n, batch_size):
+        yield fetch(ds, range(s, min(n, s + batch_size)))
+
+
+@torch.no_grad()
+def evaluate(model, dataset: Dataset, context: int = 10, mode: str = "next", horizon: int = 10,
+             batch_size: int = 8, limit: Optional[int] = None, baselines: Sequence[str] = ("copy_last", "dis"),
+             binary: Optional[bool] = None, device: str = "cpu", progress: bool = False) -> dict[str, Any]:
+    """Metrics of ``model`` and the baselines on ``dataset`` (items {"clip": (T, C, H, W)[, "flow", "masks"]}).
+
+    Returns {"protocol": {...}, "results": {method: {metric: value}}}; see the module docstring.
+    ``binary=None`` detects binary data (every pixel 0 or 1) on the first batch.
+    """
+    if mode not in ("next", "rollout"):
+        raise StaeError(f"mode must be 'next' or 'rollout', got {mode!r}")
+    if context < 2 and "dis" in baselines:
+        raise StaeError("the DIS baseline needs a context of at least 2 frames")
+    need = context + (1 if mode == "next" else horizon)
+    if len(dataset) == 0:
+        raise StaeError("the evaluation dataset is empty")
+    model = model.to(device).eval()
+    methods = ["model", *baselines]
+    means = {m: _Mean() for m in methods}
+    n_clips, has_flow = 0, False
+    bar = None
+    if progress:
+        from tqdm import tqdm
+        bar = tqdm(total=len(dataset) if limit is None else min(limit, len(dataset)), unit="clip", desc="evaluate")
+    for items in _batches(dataset, batch_size, limit):
+        clip = torch.stack([it["clip"] for it in items]).float()
+        if clip.shape[1] < need:
+            raise StaeError(f"clips of {clip.shape[1]} frames are too short for {mode} evaluation with context "
+                            f"{context}" + (f" and horizon {horizon}" if mode == "rollout" else "") + f" (need {need})")
+        if binary is None:
+            binary = _is_binary(clip)
+        ctx = clip[:, :context]
+        b = clip.shape[0]
+        if mode == "next":
+            target = clip[:, context]  # (B, C, H, W)
+            out = model(ctx.to(device))
+            pred_prob = out.frames[:, -1].float().cpu()
+            preds = {"model": (pred_prob.clamp(0, 1), pred_prob)}
+            flows = {"model": upsample_flow(out.flows[:, -1].float().cpu(), model.stride)}
+            if "copy_last" in baselines:
+                preds["copy_last"] = (copy_last(ctx), None)
+                flows["copy_last"] = torch.zeros_like(flows["model"])
+            if "dis" in baselines:
+                p, f = dis_extrapolate(ctx)
+                preds["dis"] = (p, None)
+                flows["dis"] = f
+            truth_flow = None
+            if "flow" in items[0] and "masks" in items[0]:
+                has_flow = True
+                truth_flow = torch.stack([it["flow"][context - 1] for it in items])  # lives on frame tau
+                digit = torch.stack([it["masks"][context].any(0) for it in items])  # (B, H, W)
+        else:
+            target = clip[:, context:context + horizon]  # (B, K, C, H, W)
+            out = model.rollout(ctx.to(device), horizon)
+            pred_prob = out.frames.float().cpu()
+            preds = {"model": (pred_prob.clamp(0, 1), pred_prob)}
+            if "copy_last" in baselines:
+                preds["copy_last"] = (ctx[:, -1:].expand_as(target), None)
+            if "dis" in baselines:
+                seq = [ctx[:, -2], ctx[:, -1]]
+                for _ in range(horizon):
+                    seq.append(dis_extrapolate(torch.stack(seq[-2:], 1))[0])
+                preds["dis"] = (torch.stack(seq[2:], 1), None)
+            truth_flow = None
+        for m, (pred, prob) in preds.items():
+            for k, v in frame_metrics(pred, target, prob, binary).items():
+                means[m].add(k, v, b)
+            if truth_flow is not None:
+                cnt = float(digit.sum())
+                means[m].add("epe", M.epe(flows[m], truth_flow, digit), cnt)
+        n_clips += b
+        if bar is not None:
+            bar.update(b)
+    if bar is not None:
+        bar.close()
+    results = {m: {k: means[m].result()[k] for k in METRIC_NAMES if k in means[m].result()} for m in methods}
+    protocol = {
+        "mode": mode, "context": context, "clips": n_clips,
+        "predicted_frames": n_clips * (1 if mode == "next" else horizon),
+        "frames": (f"feed frames 0..{context - 1}, predict frame {context}" if mode == "next" else
+                   f"feed frames 0..{context - 1}, predict frames {context}..{context + horizon - 1} by rollout"),
+        "binary": bool(binary),
+        "metrics": "per-frame means; bce/l2/gradient_l2 per pixel; mse/mae_per_frame summed over a frame's pixels (OpenSTL)",
+    }
+    if mode == "rollout":
+        protocol["horizon"] = horizon
+    if has_flow:
+        protocol["flow_convention"] = FLOW_CONVENTION
+        protocol["epe_pixels"] = "digit pixels of the predicted frame"
+    return {"protocol": protocol, "results": results}
+
+
+def format_table(report: dict[str, Any]) -> str:
+    """The results as a plain-text table: one row per metric, one column per method."""
+    res = report["results"]
+    methods = list(res)
+    names = [k for k in METRIC_NAMES if any(k in res[m] for m in methods)]
+    lower_better = {"psnr": False, "ssim": False}
+    head = f"{'metric':<15}" + "".join(f"{m:>14}" for m in methods)
+    lines = [head, "-" * len(head)]
+    for k in names:
+        row = f"{k + (' ^' if not lower_better.get(k, True) else ''):<15}"
+        for m in methods:
+            v = res[m].get(k)
+            row += f"{v:>14.5g}" if v is not None else f"{'-':>14}"
+        lines.append(row)
+    lines.append("(^ higher is better; all others lower is better)")
+    return "\n".join(lines)

@@ -21,8 +21,8 @@ from typing import Any, Optional, Union
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
 from safetensors import safe_open
+from safetensors.torch import load_file, save
 
 from stae.config import ModelConfig
 from stae.errors import StaeError
@@ -57,18 +57,7 @@ def save_model(path: Union[str, Path], model: torch.nn.Module, extra_metadata: O
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     meta = {CONFIG_KEY: model.config.to_json(), FORMAT_KEY: FORMAT_VERSION}
     meta.update(extra_metadata or {})
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(state, tmp, metadata=meta)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write_bytes(path, save(state, metadata=meta))
     return path
 
 

@@ -17,6 +17,7 @@ from stae.errors import StaeError
 # Subcommand modules, in the order `stae --help` lists them.
 COMMANDS = [
     "data",
+    "demo",
     "evaluate",
     "export",
     "info",

@@ -176,3 +176,21 @@ def test_sigkill_then_resume_matches_uninterrupted(tmp_path, data):
     assert_same_weights(weights(run, "step-0000150"), weights(tmp_path / "ref", "step-0000150"))
     assert train_losses(run) == train_losses(tmp_path / "ref")
     assert not list(run.glob(".tmp-*"))
+
+
+def test_tensorboard_and_metrics_log(tmp_path, data):
+    cfg = resolve(tiny_raw(data, train={"max_steps": 4}, log={"tensorboard": True, "image_every": 2}))
+    run = tmp_path / "r"
+    train(cfg, run)
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(run / "tb"), size_guidance={"images": 0, "scalars": 0})
+    acc.Reload()
+    tags = acc.Tags()
+    for t in ("train/loss", "train/intensity", "train/gradient", "train/huber", "train/lr", "train/seq_per_s",
+              "val/total"):
+        assert t in tags["scalars"], t
+    assert [e.step for e in acc.Scalars("train/loss")] == [1, 2, 3, 4]
+    assert [e.step for e in acc.Images("train/input_target_prediction_flow")] == [2, 4]
+    recs = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert {"step", "epoch", "lr", "loss", "intensity", "gradient", "huber", "seq_per_s", "time"} <= set(recs[0])

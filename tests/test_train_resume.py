@@ -18,7 +18,7 @@ import yaml
 from stae.checkpoint import load_model
 from stae.cli import main
 from stae.errors import StaeError
-from stae.training import TrainingDiverged, resolve, train
+from stae.training import TrainingDiverged, load_run_config, resolve, train
 from stae.training import checkpoints as ck
 from stae.training import loop
 from tests.test_train_config import tiny_raw, write_tiny_clips
@@ -95,6 +95,10 @@ def test_interrupted_write_is_repaired(tmp_path, data):
     res = train(cfg, run, resume=True)
     assert res.resumed_from == 4 and res.step == 8
     assert (run / "best" / "model.safetensors").is_file() and not list(run.glob(".*"))
+    # extend a finished run from the command line: the new setting is kept for the next resume
+    assert main(["train", "--resume", str(run), "--set", "train.max_steps=10"]) == 0
+    assert ck.step_checkpoints(run)[-1][0] == 10
+    assert load_run_config(run).train.max_steps == 10
 
 
 def test_corrupt_and_foreign_checkpoints(tmp_path, data):
@@ -154,7 +158,7 @@ def test_sigkill_then_resume_matches_uninterrupted(tmp_path, data):
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     cmd = [sys.executable, "-m", "stae", "train", str(f), "--out", str(run)]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.time() + 60
+    deadline = time.time() + 120
     try:
         while time.time() < deadline and proc.poll() is None:
             if len(ck.step_checkpoints(run)) and ck.step_checkpoints(run)[-1][0] >= 30:

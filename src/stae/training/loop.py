@@ -253,8 +253,7 @@ def train(cfg: RunConfig, run_dir: Union[str, Path], resume: bool = False,
 
 
 def _train(cfg: RunConfig, run_dir: Path, resume: bool, d: du.Dist, stop_after: Optional[int]) -> TrainResult:
-    if d.is_main:
-        prepare_run_dir(run_dir, resume)
+    prepare_run_dir(run_dir, resume)  # every rank checks (nothing is written before the barrier)
     du.barrier(d)
     device = select_device(cfg.train.device, d)
     amp_dtype = _amp_dtype(cfg, device)
@@ -287,10 +286,14 @@ def _train(cfg: RunConfig, run_dir: Path, resume: bool, d: du.Dist, stop_after: 
                             f"{cfg.train.optimizer}: {e}") from None
         ck.set_rng_state(state["rng"])
         step, best_val, resumed_from = int(state["step"]), state.get("best_val"), int(state["step"])
-    elif d.is_main:
+    if d.is_main:
+        # New run: the resolved config. Resumed run: rewritten only if --set changed it, so the
+        # next resume uses the same settings.
         run_dir.mkdir(parents=True, exist_ok=True)
         from stae.checkpoint import atomic_write_bytes
-        atomic_write_bytes(run_dir / RESOLVED_NAME, cfg.to_yaml().encode())
+        path = run_dir / RESOLVED_NAME
+        if not (path.is_file() and path.read_text() == cfg.to_yaml()):
+            atomic_write_bytes(path, cfg.to_yaml().encode())
 
     net: nn.Module = model
     if d.enabled:

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from stae.errors import StaeError
+from stae.metrics import BCE_EPS
 from stae.model.warp import warp
 
 
@@ -67,3 +68,23 @@ def dis_extrapolate(context: torch.Tensor, preset: str = "medium") -> tuple[torc
         raise StaeError("the DIS baseline needs at least two context frames")
     flow = dis_backward_flow(context[:, -1], context[:, -2], preset)
     return warp(context[:, -1].float(), flow).clamp(0, 1), flow
+
+
+def constant_probability(frames: torch.Tensor) -> float:
+    """Table 2's constant baseline: the single probability p* that minimises the mean per-pixel
+    BCE over ``frames`` (any shape, values in [0, 1]) -- their mean pixel value, since
+    d/dp [-(m log p + (1 - m) log(1 - p))] = 0 at p = m, the mean target."""
+    if frames.numel() == 0:
+        raise StaeError("constant_probability needs at least one pixel")
+    return float(frames.detach().double().mean())
+
+
+def constant_bce(p: float, target: torch.Tensor, eps: float = BCE_EPS) -> float:
+    """Mean per-pixel BCE in nats of predicting probability ``p`` everywhere for ``target``
+    (values in [0, 1]): -(m log p + (1 - m) log(1 - p)) with m the target mean (BCE is linear
+    in the target). ``p`` is clamped to [eps, 1 - eps] as :func:`stae.metrics.bce` does."""
+    if target.numel() == 0:
+        raise StaeError("constant_bce needs at least one target pixel")
+    p = min(max(float(p), eps), 1 - eps)
+    m = float(target.detach().double().mean())
+    return float(-(m * np.log(p) + (1 - m) * np.log1p(-p)))

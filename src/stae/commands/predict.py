@@ -46,8 +46,8 @@ def register(subparsers) -> None:
                    help="flow magnitude drawn at full colour, in image pixels (default: the video's largest)")
     p.add_argument("--flo", action="store_true", help="also write every frame's flow as a .flo file")
     p.add_argument("--fps", type=float, default=10.0, help="frame rate of the MP4/GIF (default 10)")
-    p.add_argument("--scale", type=int, default=None, help="magnify panels N times (default: to >= 128 px)")
-    p.add_argument("--max-frames", type=int, default=None, help="read at most N frames of INPUT")
+    p.add_argument("--scale", type=int, default=None, metavar="N", help="magnify panels N times (default: to >= 128 px)")
+    p.add_argument("--max-frames", type=int, default=None, metavar="N", help="read at most N frames of INPUT")
     p.add_argument("--force", action="store_true", help="overwrite existing outputs in --out")
     p.set_defaults(func=run)
 

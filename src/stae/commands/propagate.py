@@ -39,17 +39,17 @@ def register(subparsers) -> None:
                    help="instead of VIDEO: generated Moving MNIST sequence INDEX, digit masks as labels and truth")
     g = p.add_argument_group("--moving-mnist options (match the data the model was trained on)")
     g.add_argument("--split", choices=("train", "val", "test"), default=None, help="default test")
-    g.add_argument("--frames", type=int, default=None, dest="num_frames", help="frames per sequence (default 20)")
-    g.add_argument("--image-size", type=int, default=None, help="canvas side in pixels (default 64; "
+    g.add_argument("--frames", type=int, default=None, dest="num_frames", metavar="N", help="frames per sequence (default 20)")
+    g.add_argument("--image-size", type=int, default=None, metavar="N", help="canvas side in pixels (default 64; "
                    "stae data moving-mnist calls it --size)")
-    g.add_argument("--digits", type=int, default=None, dest="num_digits", help="digits per sequence (default 2)")
+    g.add_argument("--digits", type=int, default=None, dest="num_digits", metavar="N", help="digits per sequence (default 2)")
     g.add_argument("--binary", action="store_true", default=None, help="binarised frames")
     g.add_argument("--lines", action="store_true", default=None, help="add the paper's two static lines")
     p.add_argument("--size", type=parse_size, default=None, metavar="HxW",
                    help="crop to this aspect ratio and resize (default: centre crop to a multiple of the stride)")
-    p.add_argument("--max-frames", type=int, default=None, help="use at most N frames")
+    p.add_argument("--max-frames", type=int, default=None, metavar="N", help="use at most N frames")
     p.add_argument("--fps", type=float, default=5.0, help="GIF frame rate (default 5)")
-    p.add_argument("--scale", type=int, default=None, help="magnify GIF panels N times (default: to >= 128 px)")
+    p.add_argument("--scale", type=int, default=None, metavar="N", help="magnify GIF panels N times (default: to >= 128 px)")
     p.add_argument("--force", action="store_true", help="overwrite existing outputs in --out")
     p.add_argument("--out", default="propagate", help="output directory (default: ./propagate)")
     p.set_defaults(func=run)

@@ -84,7 +84,7 @@ def clip_loss(model: nn.Module, clip: torch.Tensor, cfg: RunConfig, weights: Los
     with torch.autocast(clip.device.type, dtype=amp_dtype or torch.bfloat16, enabled=amp_dtype is not None):
         out = model(clip[:, :tau])
     first = tau - 1 if (last_only or cfg.train.loss_steps == "last") else cfg.train.loss_warmup
-    frames, logits, flows = (x[:, first:].float() for x in out)
+    frames, logits, flows = (x[:, first:].float() for x in (out.frames, out.logits, out.flows))
     terms = objective(frames, logits, flows, clip[:, first + 1:tau + 1], weights)
     return terms, out
 

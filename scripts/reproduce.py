@@ -473,6 +473,67 @@ def _f(x: Any, nd: int = 5) -> str:
     return str(x)
 
 
+ISSUE_ITEMS = (  # issue 7's items -> the stage JSON that holds them
+    ("1. Table 2 (binary, BCE), vanilla and conv-2enc-1lstm, baselines, curves", "table2"),
+    ("2. Table 3 (float, L2), three losses", "table3"),
+    ("3. Flow EPE vs DIS", "flow"),
+    ("4. Label propagation IoU 1/5/10 ahead", "propagation"),
+    ("5a. Figures like Fig. 5 (with and without lines)", "figures"),
+    ("5b. Real video, like Fig. 7", "video"),
+    ("6. OpenSTL protocol by rollout", "openstl"),
+    ("7. Shipped weights vanilla-mmnist", "ship"),
+)
+
+
+def _status_and_setup(js: dict[str, Any]) -> list[str]:
+    """The status list of issue 7's items and how the measured numbers were made."""
+    def status(stage):
+        d = js.get(stage)
+        if d is None:
+            return "not yet run"
+        parts = []
+        for key in ("models", "losses"):
+            for k, v in (d.get(key) or {}).items():
+                if isinstance(v, dict) and v.get("status") == "not yet run":
+                    parts.append(k)
+        return "measured" + (f" (not yet run: {', '.join(parts)})" if parts else "")
+
+    L = ["## Status", "", "| issue 7 item | status |", "|---|---|"]
+    L += [f"| {item} | {status(stage)} |" for item, stage in ISSUE_ITEMS]
+    L += ["| 8. `make reproduce` / `scripts/reproduce.py` (`--quick`, `--background`) | in place |", ""]
+    trains = []
+    for stage in ("table2", "table3", "video"):
+        d = js.get(stage) or {}
+        for name, v in list((d.get("models") or {}).items()) + list((d.get("losses") or {}).items()):
+            if isinstance(v, dict) and "training" in v:
+                trains.append((f"{stage}/{name}", v["training"]))
+        if "training" in d:
+            trains.append((stage, d["training"]))
+    if trains:
+        m = next((t["machine"] for _, t in trains if "machine" in t), None)
+        L += ["## How these numbers were made", ""]
+        if m:
+            L += [f"Machine: {m['cpu_count']} CPU cores ({m['processor']}), no GPU (cuda available: {m['gpu']}), "
+                  f"torch {m['torch']}, {m['platform']}. The cores were shared with other jobs while these runs "
+                  "trained (the load averages below count every process on the machine); each run used one "
+                  "thread (`train.threads=1`). Times are wall-clock under that load.", ""]
+        L += ["| run | recipe | updates x batch | sequences seen | minutes | stopped | load avg at start / end |",
+              "|---|---|---|---|---|---|---|"]
+        for name, t in trains:
+            la = (f"{t['load_average_start'][0]} / {t['load_average_end'][0]}" if "load_average_start" in t else "–")
+            L.append(f"| {name} | {t['recipe']} ({t['optimizer']}, lr {t['lr']}, {t['schedule']}, loss on "
+                     f"{t['loss_steps']} steps) | {t['updates']} x {t['batch_size']} | {t['sequences_seen']:,} | "
+                     f"{_f(t['minutes'], 4)} | {t['stopped']} | {la} |")
+        L += ["", "Differences from the paper: the paper trained with RMSprop (lr 1e-4, halved every 100 epochs), "
+              "one sequence per update, loss on the last prediction, on an Nvidia 880M GPU, for a number of "
+              "epochs of 10,000 sequences that it does not state (Fig. 6 is not legible here); these runs "
+              "use the `fast` recipe (docs/training.md: AdamW, mini-batches, one-cycle schedule, loss on every "
+              "prediction after 3 context frames) for the budget above. Test sequences come from stae's "
+              "generator with MNIST test digits (docs/data.md), not the authors' test set; the score is the "
+              "prediction of frame 11 after 10 frames from an empty memory.", ""]
+    return L
+
+
 def render_report(out: Path, quick: bool) -> str:
     """results.md from the stage JSON files in ``out`` (missing stages: "not yet run")."""
     def load(stage):
@@ -487,6 +548,7 @@ def render_report(out: Path, quick: bool) -> str:
     if quick:
         L += ["**QUICK MODE**: tiny budgets and test sets; these numbers check the pipeline, they mean nothing.", ""]
     t2 = load("table2")
+    L += _status_and_setup({s: load(s) for s in STAGES})
     L += ["## Table 2 — binary Moving MNIST, next-frame BCE (nats per pixel)", ""]
     if t2 is None:
         L += ["not yet run", ""]

@@ -361,8 +361,10 @@ def stage_propagation(ctx: Ctx) -> dict[str, Any]:
     table = {m: {str(k): float(np.nanmean(v)) if np.isfinite(v).any() else None for k, v in d.items()}
              for m, d in vals.items()}
     return {"what": "mean IoU over the two digits of the true mask of frame k, labels given on frame 0 and "
-                    "carried k frames ahead (stae: the model's flow, memory starting empty at frame 0; dis: OpenCV "
-                    "DIS flow between consecutive true frames; copy_first: the frame-0 mask)",
+                    "carried k frames ahead, one frame at a time (stae: the model's flow T_{t-1}, predicted from frames "
+                    "0..t-1 BEFORE frame t is seen, memory starting empty at frame 0; dis: OpenCV DIS flow computed "
+                    "from the true frames t-1 AND t, so it sees the frame it labels; copy_first: the frame-0 mask); "
+                    "stae.propagate.propagate",
             "test_set": {"split": "test", "seed": 2, "sequences": ctx.budget.propagation_sequences, "binary": True},
             "checkpoint": str(ckpt), "iou": table}
 

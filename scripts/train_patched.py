@@ -112,12 +112,18 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--out")
     ap.add_argument("--loss-terms", choices=sorted(LOSS_TERMS), default=None)
     ap.add_argument("--summarize", metavar="RUN_DIR", help="only write RUN_DIR/train_result.json")
+    ap.add_argument("--extra", metavar="KEY=JSON", action="append", default=[],
+                    help="--summarize: facts recorded outside the run (e.g. load_average_start=[5.65,5.65,4.57])")
     args = ap.parse_args(argv)
     if args.summarize:
         run_dir = Path(args.summarize)
         s = run_summary(run_dir)  # the loop stops early only at the time limit
         stopped = "done" if s["max_steps"] and s["updates"] >= s["max_steps"] else "time limit"
-        print(write_result(run_dir, {"stopped": stopped, "summarized_after_the_fact": True}))
+        extra = {"stopped": stopped, "summarized_after_the_fact": True}
+        for kv in args.extra:
+            k, _, v = kv.partition("=")
+            extra[k] = json.loads(v)
+        print(write_result(run_dir, extra))
         return 0
     from stae.errors import StaeError
     from stae.training import load_config, train

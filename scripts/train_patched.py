@@ -6,6 +6,7 @@ the trainer does not do yet, and a summary file that marks a run as finished.
    positionally as (frames, logits, flows), so binary runs crash (BCE gets the flow as logits)
    and eq. (5) runs put the Huber flow term on the image. ``clip_loss`` is replaced by the same
    function reading the fields by name -- correct whether or not the loop is fixed upstream.
+   The swap lasts only while :func:`main` trains (:func:`patched_loop`).
 2. ``--loss-terms intensity|gradient|both``: Table 3's three losses (eq. 5 with only the
    intensity term, only the gradient term, or both; the Huber flow term kept in all three).
    ``train.loss`` offers eq5 (both) and released (gradient only, and no Huber term), not these.
@@ -20,6 +21,7 @@ the trainer does not do yet, and a summary file that marks a run as finished.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -56,7 +58,17 @@ def clip_loss(model: nn.Module, clip: torch.Tensor, cfg, weights, amp_dtype: Opt
     return terms, out
 
 
-loop.clip_loss = clip_loss
+@contextlib.contextmanager
+def patched_loop(weights: Optional[LossWeights] = None):
+    """The loop with :func:`clip_loss` (and ``weights`` for every run) swapped in; restored after."""
+    saved = loop.clip_loss, loop.loss_weights
+    loop.clip_loss = clip_loss
+    if weights is not None:
+        loop.loss_weights = lambda _cfg: weights  # the loop looks loss_weights up at call time
+    try:
+        yield
+    finally:
+        loop.clip_loss, loop.loss_weights = saved
 
 
 def read_metrics(run_dir: Path) -> list[dict]:
@@ -135,12 +147,10 @@ def main(argv: Optional[list[str]] = None) -> int:
     except StaeError as e:
         print(f"train_patched: error: {e}", file=sys.stderr)
         return 2
-    if args.loss_terms:
-        w = LOSS_TERMS[args.loss_terms]
-        loop.loss_weights = lambda _cfg: w  # noqa: E731 -- the loop looks loss_weights up at call time
     run_dir = Path(args.out)
     load0, t0 = os.getloadavg(), time.time()
-    res = train(cfg, run_dir)
+    with patched_loop(LOSS_TERMS[args.loss_terms] if args.loss_terms else None):
+        res = train(cfg, run_dir)
     extra = {"stopped": res.stopped, "total_steps": res.total_steps, "loss_terms": args.loss_terms,
              "load_average_start": [round(x, 2) for x in load0],
              "load_average_end": [round(x, 2) for x in os.getloadavg()],

@@ -125,3 +125,43 @@ def test_stage_skipped_when_its_json_exists(tmp_path, capsys):
     assert "exists: skipped" in capsys.readouterr().out
     assert (out / "flow.json").read_text() == "{}"  # untouched
     assert (out / "results.md").is_file()
+
+
+TINY_TRAIN = ["data.size=32", "data.train_sequences=2", "data.val_sequences=2", "data.num_frames=12",
+              "train.max_steps=1", "train.batch_size=1", "checkpoint.every_steps=1", "checkpoint.val_batches=1",
+              "log.tensorboard=false", "log.progress=false", "train.threads=1"]
+
+
+def _sets(xs):
+    return [a for x in xs for a in ("--set", x)]
+
+
+def test_launcher_trains_binary_runs_and_writes_the_result(tmp_path):
+    # binary data + BCE: the upstream clip_loss passed the flow as logits here and crashed
+    run = tmp_path / "bin"
+    rc = rp.train_patched.main([str(ROOT / "configs/table2-binary.yaml"), *_sets(TINY_TRAIN), "--out", str(run)])
+    assert rc == 0
+    res = json.loads((run / "train_result.json").read_text())
+    assert res["updates"] == 1 and res["sequences_seen"] == 1 and res["stopped"] == "done" and res["binary"]
+    rec = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert any("bce" in r for r in rec if r.get("kind") == "train")
+
+
+@pytest.mark.parametrize("terms,present,absent", [("intensity", "intensity", "gradient"),
+                                                  ("gradient", "gradient", "intensity")])
+def test_launcher_loss_terms(tmp_path, terms, present, absent):
+    run = tmp_path / terms
+    rc = rp.train_patched.main([str(ROOT / "configs/table3-float.yaml"), *_sets(TINY_TRAIN + ["model.preset=conv-1enc-1lstm"]),
+                                "--out", str(run), "--loss-terms", terms])
+    assert rc == 0
+    tr = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines() if '"train"' in x]
+    assert present in tr[-1] and absent not in tr[-1] and "huber" in tr[-1]
+    assert json.loads((run / "train_result.json").read_text())["loss_terms"] == terms
+
+
+def test_launcher_restores_the_loop():
+    import stae.training.loop as loop
+    before = loop.clip_loss, loop.loss_weights
+    with rp.train_patched.patched_loop(rp.train_patched.LOSS_TERMS["gradient"]):
+        assert loop.clip_loss is rp.train_patched.clip_loss
+    assert (loop.clip_loss, loop.loss_weights) == before

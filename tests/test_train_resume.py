@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -198,3 +199,23 @@ def test_tensorboard_and_metrics_log(tmp_path, data):
     assert [e.step for e in acc.Images("train/input_target_prediction_flow")] == [2, 4]
     recs = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     assert {"step", "epoch", "lr", "loss", "intensity", "gradient", "huber", "seq_per_s", "time"} <= set(recs[0])
+
+
+@pytest.mark.parametrize("source", ["moving_mnist", "video"])
+def test_other_data_sources(tmp_path, source):
+    if source == "video":
+        from PIL import Image
+        import numpy as np
+        for v in range(4):  # frame folders: a bright bar moving right
+            d = tmp_path / "videos" / f"v{v}"
+            d.mkdir(parents=True)
+            for k in range(8):
+                img = np.zeros((16, 16), np.uint8)
+                img[4:8, (v + k) % 12:(v + k) % 12 + 4] = 255
+                Image.fromarray(img).save(d / f"{k}.png")
+        data = {"source": "video", "path": str(tmp_path / "videos"), "size": 16, "val_fraction": 0.25}
+    else:
+        data = {"source": "moving_mnist", "size": 32, "num_frames": 6, "train_sequences": 8, "val_sequences": 2}
+    raw = tiny_raw(tmp_path / "unused.npy", data=data, train={"max_steps": 2, "amp": "bf16"})
+    res = train(resolve(raw), tmp_path / "r")
+    assert res.step == 2 and math.isfinite(res.last_loss) and res.last_val is not None

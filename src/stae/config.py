@@ -43,6 +43,18 @@ class ModelConfig:
     # Image-space output: "linear" (the paper's decoder, no nonlinearity; intensity losses)
     # or "sigmoid" (the decoder's output are logits of pixel probabilities; BCE on binary data).
     output: str = "linear"
+    # Performance options (docs/performance.md); they change speed and memory, not the function.
+    # fft_conv: compute the memory's and Theta's k x k convolutions with FFTs (fftconv.py), the
+    # kernel spectra once per clip; equal to direct convolution up to float rounding (~1e-6).
+    fft_conv: bool = False
+    # checkpoint_time: recompute each time step (E, memory step, Theta/warp/D) in the backward
+    # pass instead of storing its activations (torch.utils.checkpoint): long clips (tau = 19)
+    # train in the memory tau = 10 needs without it, for about one extra forward pass.
+    checkpoint_time: bool = False
+    # subpixel_decoder: D's nearest-x2 upsampling + k x k conv as one conv on the low-resolution
+    # map with 4 phase kernels + pixel shuffle (stae.perf.upsample_conv2d); same function up to
+    # float rounding, half the multiply-adds, no 4x upsampled activation.
+    subpixel_decoder: bool = False
 
     # ------------------------------------------------------------------ derived
     @property
@@ -160,6 +172,10 @@ VANILLA = "conv-1enc-1lstm"
 # ``cfg.replace(**RELEASED_CODE)``. Off by default: the paper is the specification.
 # The clamp: +-0.5 in normalised units on a 32-pixel grid = 0.5 * (32 - 1) / 2 pixels.
 RELEASED_CODE: dict[str, Any] = {"forget_bias": 0.0, "flow_clamp": 7.75}
+
+# The performance options that measured faster for training on a CPU (docs/performance.md);
+# apply with ``cfg.replace(**FAST)``. They change speed and memory, not the function.
+FAST: dict[str, Any] = {"fft_conv": True, "subpixel_decoder": True}
 
 
 def presets() -> dict[str, ModelConfig]:

@@ -12,6 +12,7 @@ from typing import NamedTuple, Optional, Union
 
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint as _checkpoint
 
 from stae.config import ModelConfig, preset
 from stae.errors import StaeError
@@ -19,6 +20,7 @@ from stae.model.flow import FlowRegressor
 from stae.model.memory import ConvLSTMMemory, FCLSTMMemory, LayerState
 from stae.model.spatial import SpatialDecoder, SpatialEncoder
 from stae.model.warp import warp
+from stae.perf import upsample_conv2d
 
 State = list[LayerState]
 
@@ -48,6 +50,11 @@ class SpatioTemporalAutoencoder(nn.Module):
         self.flow = FlowRegressor(self.memory.out_channels, cfg.flow_kernel, cfg.flow_hidden,
                                   cfg.flow_1x1, cfg.flow_scale_init, cfg.flow_clamp)
         self.decoder = SpatialDecoder(cfg.in_channels, cfg.encoder_channels, cfg.spatial_kernel)
+        # Performance options (config.py): how the memory and Theta compute, not what.
+        if cfg.memory == "conv":
+            self.memory.fft = cfg.fft_conv
+        self.memory.checkpoint = cfg.checkpoint_time
+        self.flow.fft = cfg.fft_conv
         self.reset_parameters()
 
     # ------------------------------------------------------------------ set-up
@@ -86,6 +93,21 @@ class SpatioTemporalAutoencoder(nn.Module):
     def _to_image(self, logits: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(logits) if self.config.output == "sigmoid" else logits
 
+    def _decode(self, x: torch.Tensor) -> torch.Tensor:
+        """D; with ``config.subpixel_decoder`` each upsample + conv pair runs as one
+        low-resolution convolution and a pixel shuffle (stae.perf.upsample_conv2d)."""
+        if not self.config.subpixel_decoder:
+            return self.decoder(x)
+        layers = list(self.decoder.net)
+        for up, conv in zip(layers[0::2], layers[1::2]):
+            x = upsample_conv2d(x, conv.weight, conv.bias)
+        return x
+
+    def _head(self, x: torch.Tensor, m: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Theta, GG+S and D: x_t, m_t (N, ., h, w) -> logits (N, C, H, W), flow (N, 2, h, w)."""
+        flow = self.flow(m)
+        return self._decode(warp(x, flow)), flow
+
     # ---------------------------------------------------------------- running
     def step(self, frame: torch.Tensor, state: Optional[State] = None
              ) -> tuple[torch.Tensor, torch.Tensor, State]:
@@ -102,8 +124,8 @@ class SpatioTemporalAutoencoder(nn.Module):
         self.check_frame_shape(tuple(frame.shape))
         x = self.encoder(frame)  # (B, d, h, w)
         m, state = self.memory(x, state)  # (B, d_m, h, w)
-        flow = self.flow(m)  # (B, 2, h, w)
-        return self.decoder(warp(x, flow)), flow, state  # logits (B, C, H, W)
+        logits, flow = self._head(x, m)  # (B, C, H, W), (B, 2, h, w)
+        return logits, flow, state
 
     def forward(self, clip: torch.Tensor, state: Optional[State] = None) -> StaeOutput:
         """Every step of a clip (B, T, C, H, W) at once; equal to calling :meth:`step` T times."""
@@ -119,15 +141,27 @@ class SpatioTemporalAutoencoder(nn.Module):
             raise StaeError(f"the model expects a clip (B, T, C, H, W), got shape {tuple(clip.shape)}")
         self.check_frame_shape(tuple(clip.shape), "clip")
         b, t = clip.shape[:2]
+        if self.config.checkpoint_time and torch.is_grad_enabled():
+            return self._run_checkpointed(clip, state)
         x = self.encoder(clip.flatten(0, 1))  # (B*T, d, h, w)
-        xs = x.unflatten(0, (b, t))
-        ms = []
-        for k in range(t):
-            m, state = self.memory(xs[:, k], state)
-            ms.append(m)
-        flow = self.flow(torch.stack(ms, 1).flatten(0, 1))  # (B*T, 2, h, w)
-        logits = self.decoder(warp(x, flow)).unflatten(0, (b, t))  # (B, T, C, H, W)
+        ms, state = self.memory.run(x.unflatten(0, (b, t)), state)  # (B, T, d_m, h, w)
+        logits, flow = self._head(x, ms.flatten(0, 1))  # (B*T, C, H, W), (B*T, 2, h, w)
+        logits = logits.unflatten(0, (b, t))
         return StaeOutput(self._to_image(logits), flow.unflatten(0, (b, t)), logits), state
+
+    def _run_checkpointed(self, clip: torch.Tensor, state: Optional[State]) -> tuple[StaeOutput, State]:
+        """:meth:`run` with ``config.checkpoint_time``: E, the memory step and the head run
+        per time step under torch.utils.checkpoint, so the backward pass recomputes one step
+        at a time and only the per-step inputs (frames, x_t, h, c) are kept in between."""
+        def ckpt(fn, *args):
+            return _checkpoint(fn, *args, use_reentrant=False)
+
+        xs = torch.stack([ckpt(self.encoder, y) for y in clip.unbind(1)], 1)  # (B, T, d, h, w)
+        ms, state = self.memory.run(xs, state)  # checkpoints each step itself
+        heads = [ckpt(self._head, x, m) for x, m in zip(xs.unbind(1), ms.unbind(1))]
+        logits = torch.stack([lg for lg, _ in heads], 1)  # (B, T, C, H, W)
+        flows = torch.stack([f for _, f in heads], 1)  # (B, T, 2, h, w)
+        return StaeOutput(self._to_image(logits), flows, logits), state
 
     @torch.no_grad()
     def rollout(self, clip: torch.Tensor, horizon: int) -> StaeOutput:

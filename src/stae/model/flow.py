@@ -8,6 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from stae.model.fftconv import fft_conv2d
+
 HUBER_DELTA = 1e-3  # delta of eq. (2)-(3)
 HUBER_WEIGHT = 1e-2  # w_H of eq. (5)
 
@@ -34,6 +36,8 @@ class FlowRegressor(nn.Module):
         self.scale = nn.Parameter(torch.full((2,), float(scale_init)))
         self.clamp = clamp
         self.use_1x1 = use_1x1
+        # Performance option (ModelConfig.fft_conv): the two k x k convolutions through FFTs.
+        self.fft = False
 
     def init_parameters(self) -> None:
         """Sec. 4: xavier for the convolutions; the 1x1 conv starts at zero (identity warp)."""
@@ -44,7 +48,14 @@ class FlowRegressor(nn.Module):
             nn.init.zeros_(self.net[-1].weight)
 
     def forward(self, m: torch.Tensor) -> torch.Tensor:
-        flow = self.net(m) * self.scale.view(1, 2, 1, 1)
+        if self.fft:
+            y = m
+            for layer in self.net:
+                # The large kernels go through FFTs; the 1x1 conv stays direct.
+                y = fft_conv2d(y, layer.weight, layer.bias) if layer.kernel_size[0] > 1 else layer(y)
+        else:
+            y = self.net(m)
+        flow = y * self.scale.view(1, 2, 1, 1)
         if self.clamp is not None:
             flow = flow.clamp(-self.clamp, self.clamp)
         return flow

@@ -5,14 +5,27 @@ The ConvLSTM cell fuses eq. (1)'s eight convolutions into one convolution on ``c
 ``x * w_x + h * w_h == cat(x, h) * cat(w_x, w_h)``. Same function, same parameter count (one
 bias per gate, as in the authors' code: the x-convolutions carry the bias, the h-convolutions
 none), fewer kernel launches. No peepholes (eq. 1 has none).
+
+Performance options (ModelConfig ``fft_conv``, ``checkpoint_time``; off by default):
+
+* ``fft``: the cell's convolution is computed in the frequency domain (``fftconv``). Over a
+  clip (:meth:`ConvLSTMMemory.run`) the kernel spectrum is computed once and the spectra of
+  x_t for all T steps in one transform; per step one matmul on cat(x^_t, h^_{t-1}) and one
+  inverse FFT give the gates.
+* ``checkpoint``: :meth:`ConvLSTMMemory.run` recomputes each time step in the backward pass
+  (``torch.utils.checkpoint``) instead of storing its gate activations: activation memory
+  no longer grows with the gates of every step, so tau = 19 fits where tau = 10 did.
 """
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint as _checkpoint
+
+from stae.model import fftconv
 
 # A layer's state: (h, c). The stack's state: one per layer.
 LayerState = tuple[torch.Tensor, torch.Tensor]
@@ -47,6 +60,47 @@ class ConvLSTMCell(nn.Module):
         c = torch.sigmoid(f) * c_prev + torch.sigmoid(i) * torch.tanh(g)
         h = torch.sigmoid(o) * torch.tanh(c)
         return h, c
+
+    # ------------------------------------------------------------ FFT path
+    def spectrum(self, plan: fftconv.FFTPlan) -> torch.Tensor:
+        """Spectrum of the fused kernel on cat(x, h): (F, d + d_m, 4 d_m), float32/64."""
+        with torch.autocast(self.conv.weight.device.type, enabled=False):
+            return fftconv.kernel_spectrum(self.conv.weight, plan)
+
+    def fft_step(self, x_spec: torch.Tensor, h_prev: Optional[torch.Tensor], c_prev: Optional[torch.Tensor],
+                 w_spec: torch.Tensor, plan: fftconv.FFTPlan, w_adj: Optional[torch.Tensor] = None) -> LayerState:
+        """One step of eq. (1) in the frequency domain.
+
+        x_spec (F, B, d): spectrum of x_t (``fftconv.input_spectrum``); h_prev, c_prev
+        (B, d_m, h, w) or None for the zero state (its convolution is exactly zero and is
+        skipped); w_spec from :meth:`spectrum`; ``w_adj`` = ``fftconv.adjoint(w_spec)``,
+        computed once per clip for the backward pass. The x- and h-parts are mixed in one
+        matmul on cat(x^, h^) and transformed back with one inverse FFT.
+        """
+        with torch.autocast(x_spec.device.type, enabled=False):
+            if h_prev is None:
+                # Zero state: h^ = 0. Mixing zeros costs little and keeps one full-kernel
+                # gradient (a sliced kernel would scatter its gradient into a zero copy).
+                h_spec = x_spec.new_zeros(*x_spec.shape[:2], self.hidden)
+            else:
+                h_spec = fftconv.input_spectrum(h_prev, plan)
+            z = fftconv.spectral_mix(torch.cat((x_spec, h_spec), dim=2), w_spec, w_adj)
+            gates = fftconv.output_from_spectrum(z, plan) + self.conv.bias.view(1, -1, 1, 1)
+            i, f, g, o = gates.chunk(4, dim=1)
+            c = torch.sigmoid(i) * torch.tanh(g)
+            if c_prev is not None:
+                c = torch.sigmoid(f) * c_prev.to(c.dtype) + c
+            h = torch.sigmoid(o) * torch.tanh(c)
+        return h, c
+
+    def forward_fft(self, x: torch.Tensor, state: Optional[LayerState],
+                    w_spec: Optional[torch.Tensor] = None) -> LayerState:
+        """:meth:`forward` through the FFT path (for streaming: pass a cached ``w_spec``)."""
+        plan = fftconv.fft_plan(x.shape[-2], x.shape[-1], self.conv.kernel_size[0])
+        if w_spec is None:
+            w_spec = self.spectrum(plan)
+        h_prev, c_prev = (None, None) if state is None else state
+        return self.fft_step(fftconv.input_spectrum(x, plan), h_prev, c_prev, w_spec, plan)
 
 
 class FCLSTMCell(nn.Module):
@@ -92,12 +146,18 @@ class ConvLSTMMemory(nn.Module):
         ins = (in_channels,) + tuple(channels[:-1])
         self.layers = nn.ModuleList(ConvLSTMCell(i, o, kernel) for i, o in zip(ins, channels))
         self.out_channels = channels[-1]
+        self.fft = False  # performance options, set from ModelConfig (see module docstring)
+        self.checkpoint = False
+        self._spectra_cache: Optional[tuple] = None
 
     def init_parameters(self, scale: float, forget_bias: float) -> None:
         for layer in self.layers:
             layer.init_parameters(scale, forget_bias)
 
     def forward(self, x: torch.Tensor, state: Optional[list[LayerState]]) -> tuple[torch.Tensor, list[LayerState]]:
+        """One time step: x_t (B, d, h, w), state -> m_t (B, d_m, h, w), new state."""
+        if self.fft:
+            return self._forward_fft(x, state)
         new_state = []
         inp = x
         for k, layer in enumerate(self.layers):
@@ -105,6 +165,77 @@ class ConvLSTMMemory(nn.Module):
             new_state.append((h, c))
             inp = h
         return inp, new_state
+
+    def _cached_spectra(self, plan: fftconv.FFTPlan) -> list[torch.Tensor]:
+        """Kernel spectra for streaming. Without autograd they are cached and recomputed only
+        when a weight changes (its version counter or storage) or the map size does."""
+        if torch.is_grad_enabled():
+            return [layer.spectrum(plan) for layer in self.layers]
+        key = (plan,) + tuple((l.conv.weight.data_ptr(), l.conv.weight._version, l.conv.weight.dtype)
+                              for l in self.layers)
+        if self._spectra_cache is None or self._spectra_cache[0] != key:
+            self._spectra_cache = (key, [layer.spectrum(plan) for layer in self.layers])
+        return self._spectra_cache[1]
+
+    def _forward_fft(self, x: torch.Tensor, state: Optional[list[LayerState]]
+                     ) -> tuple[torch.Tensor, list[LayerState]]:
+        plan = fftconv.fft_plan(x.shape[-2], x.shape[-1], self.layers[0].conv.kernel_size[0])
+        new_state = []
+        inp = x
+        for k, (layer, w_spec) in enumerate(zip(self.layers, self._cached_spectra(plan))):
+            h, c = layer.forward_fft(inp, None if state is None else state[k], w_spec)
+            new_state.append((h, c))
+            inp = h
+        return inp, new_state
+
+    def run(self, xs: torch.Tensor, state: Optional[list[LayerState]] = None
+            ) -> tuple[torch.Tensor, list[LayerState]]:
+        """Every step of a clip: x (B, T, d, h, w) -> m (B, T, d_m, h, w) and the final state.
+
+        Equal to calling :meth:`forward` T times. The FFT path runs layer by layer: a layer's
+        input at step t does not depend on its own recurrence, so the spectra of its inputs
+        are computed for all T steps in one transform, and the kernel spectrum once per call.
+        """
+        if not self.fft:
+            return _run_loop(self, xs, state, self.checkpoint)
+        b, t = xs.shape[:2]
+        plan = fftconv.fft_plan(xs.shape[-2], xs.shape[-1], self.layers[0].conv.kernel_size[0])
+        inp = xs
+        new_state = []
+        for k, layer in enumerate(self.layers):
+            w_spec = layer.spectrum(plan)  # once per clip, shared by all steps and the batch
+            w_adj = fftconv.adjoint(w_spec) if torch.is_grad_enabled() else None
+            # Spectra of x_t for all steps in one transform (time-major rows), split per step;
+            # split/unbind rather than indexing: their backward concatenates the T gradients
+            # once instead of scattering each into a zero tensor of the whole clip.
+            x_specs = fftconv.input_spectrum(inp.transpose(0, 1).flatten(0, 1), plan).split(b, dim=1)
+            h, c = (None, None) if state is None else state[k]
+            hs = []
+            for x_spec in x_specs:
+                if self.checkpoint and torch.is_grad_enabled():
+                    h, c = _checkpoint(layer.fft_step, x_spec, h, c, w_spec, plan, w_adj, use_reentrant=False)
+                else:
+                    h, c = layer.fft_step(x_spec, h, c, w_spec, plan, w_adj)
+                hs.append(h)
+            new_state.append((h, c))
+            inp = torch.stack(hs, 1)
+        return inp, new_state
+
+
+def _run_loop(memory: nn.Module, xs: torch.Tensor, state: Optional[list[LayerState]], checkpoint: bool
+              ) -> tuple[torch.Tensor, list[LayerState]]:
+    """x (B, T, ...) -> stacked per-step outputs (B, T, ...) and the final state, one
+    ``memory(x_t, state)`` call per step; with ``checkpoint`` each step is recomputed in the
+    backward pass instead of storing its activations."""
+    step: Callable = memory
+    ms = []
+    for x in xs.unbind(1):
+        if checkpoint and torch.is_grad_enabled():
+            m, state = _checkpoint(step, x, state, use_reentrant=False)
+        else:
+            m, state = step(x, state)
+        ms.append(m)
+    return torch.stack(ms, 1), state
 
 
 class FCLSTMMemory(nn.Module):
@@ -120,6 +251,7 @@ class FCLSTMMemory(nn.Module):
         self.layers = nn.ModuleList(FCLSTMCell(i, o) for i, o in zip(ins, hidden))
         self.grid = grid
         self.out_channels = hidden[-1] // (grid[0] * grid[1])
+        self.checkpoint = False  # performance option, set from ModelConfig.checkpoint_time
 
     def init_parameters(self, scale: float, forget_bias: float) -> None:
         for layer in self.layers:
@@ -133,3 +265,8 @@ class FCLSTMMemory(nn.Module):
             new_state.append((h, c))
             inp = h
         return inp.view(x.shape[0], self.out_channels, *self.grid), new_state
+
+    def run(self, xs: torch.Tensor, state: Optional[list[LayerState]] = None
+            ) -> tuple[torch.Tensor, list[LayerState]]:
+        """Every step of a clip: x (B, T, d, h, w) -> m (B, T, n / (h w), h, w), final state."""
+        return _run_loop(self, xs, state, self.checkpoint)

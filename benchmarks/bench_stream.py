@@ -1,0 +1,114 @@
+"""Streaming inference: frames/s and per-frame latency (median, 95th percentile) of
+``model.step(frame, state)`` at batch 1, for 64x64 and 256x256 frames, vanilla preset, with
+stae's default path, its performance options, and the reference implementation's per-step
+computation (eight gate convolutions).
+
+    .venv/bin/python benchmarks/bench_stream.py [--seconds 3] [--out FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import torch  # noqa: E402
+
+import perf_common as pc  # noqa: E402
+from reference_model import ReferenceModel  # noqa: E402
+from stae.model import build_model  # noqa: E402
+from stae.model.warp import warp  # noqa: E402
+
+PRESET = "conv-1enc-1lstm"
+
+# (name, ModelConfig overrides, bf16 weights)
+VARIANTS: list[tuple[str, dict, bool]] = [
+    ("reference", {}, False),
+    ("direct-fp32", {}, False),
+    ("fft-fp32", {"fft_conv": True}, False),
+]
+
+
+def reference_stepper(model: torch.nn.Module):
+    """The reference's per-frame computation (E, 8-conv ConvLSTM, Theta, warp, D)."""
+    ref = ReferenceModel(model).eval()
+
+    def step(frame, state):
+        x = ref.encoder(frame)
+        st = state or [None] * len(ref.cells)
+        inp = x
+        for k, cell in enumerate(ref.cells):
+            st[k] = cell(inp, st[k])
+            inp = st[k][0]
+        flow = ref.flow(inp)
+        return ref.decoder(warp(x, flow)), flow, st
+
+    return step
+
+
+def measure(step, size: int, seconds: float, seed: int = 0) -> dict:
+    """Latencies of ``step`` over a stream of random frames, after a 5-frame warm-up."""
+    g = torch.Generator().manual_seed(seed)
+    frames = torch.rand(16, 1, 1, size, size, generator=g)
+    state = None
+    with torch.inference_mode():
+        for k in range(5):
+            _, _, state = step(frames[k % 16], state)
+        lat = []
+        t_end = time.perf_counter() + seconds
+        k = 0
+        while time.perf_counter() < t_end or len(lat) < 20:
+            t0 = time.perf_counter()
+            _, _, state = step(frames[k % 16], state)
+            lat.append(time.perf_counter() - t0)
+            k += 1
+    s = pc.summary(lat)
+    return {"frames": s["n"], "latency_median_ms": 1e3 * s["median_s"], "latency_p95_ms": 1e3 * s["p95_s"],
+            "fps": 1.0 / s["median_s"], "fps_mean": len(lat) / sum(lat)}
+
+
+def run(seconds: float, sizes: list[int]) -> dict:
+    rows = []
+    for size in sizes:
+        ref_fps = None
+        for name, overrides, _ in VARIANTS:
+            torch.manual_seed(0)
+            model = build_model(PRESET, **overrides).eval()
+            step = reference_stepper(model) if name == "reference" else model.step
+            r = measure(step, size, seconds)
+            r.update({"variant": name, "size": f"{size}x{size}", "batch": 1, "options": overrides})
+            if name == "reference":
+                ref_fps = r["fps"]
+            r["x_reference"] = r["fps"] / ref_fps if ref_fps else None
+            rows.append(r)
+    return {"benchmark": "stream", "preset": PRESET, "rows": rows}
+
+
+COLUMNS = [("variant", "variant"), ("size", "frame"), ("fps", "frames/s (1/median)"),
+           ("latency_median_ms", "latency median (ms)"), ("latency_p95_ms", "p95 (ms)"),
+           ("x_reference", "x reference")]
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--seconds", type=float, default=3.0, help="streaming time per variant and size (default 3)")
+    ap.add_argument("--sizes", type=int, nargs="*", default=[64, 256], help="frame sizes (default 64 256)")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: all available cores)")
+    ap.add_argument("--out", default=None, help="JSON path (default benchmarks/results/stream.json)")
+    args = ap.parse_args(argv)
+    pc.setup_threads(args.threads)
+    m = pc.machine()
+    res = run(args.seconds, args.sizes)
+    res["machine"] = m
+    path = pc.write_json("stream", res, args.out)
+    print(f"streaming inference, batch 1, {PRESET} -- {pc.machine_line(m)}")
+    print(pc.table(res["rows"], COLUMNS))
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,124 @@
+"""Training throughput: sequences/s of one optimiser step (forward, eq. 5 loss, backward,
+RMSprop) on Moving-MNIST-sized clips (64x64, tau = 10 input frames, vanilla preset), for the
+reference implementation (``reference_model.py``: eight gate convolutions, fp32, one sequence
+per step) and for stae with its performance options, at batch 1 and 16, fp32 and bf16
+autocast.
+
+    .venv/bin/python benchmarks/bench_train.py [--rounds 3] [--tau 10] [--out FILE]
+
+Variants are timed in interleaved rounds (one step of each variant per round), so that a
+change in the machine's load hits every variant alike; the figure is the median over rounds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Callable
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import torch  # noqa: E402
+
+import perf_common as pc  # noqa: E402
+from reference_model import ReferenceModel  # noqa: E402
+from stae.losses import objective  # noqa: E402
+from stae.model import build_model  # noqa: E402
+
+PRESET = "conv-1enc-1lstm"
+
+# (name, implementation, ModelConfig overrides, batch, bf16 autocast)
+VARIANTS: list[tuple[str, str, dict, int, bool]] = [
+    ("reference", "reference (8 gate convs, per-step)", {}, 1, False),
+    ("direct-b1-fp32", "stae default (fused direct conv)", {}, 1, False),
+    ("direct-b16-fp32", "stae default (fused direct conv)", {}, 16, False),
+    ("direct-b16-bf16", "stae default (fused direct conv)", {}, 16, True),
+    ("fft-b1-fp32", "stae fft_conv", {"fft_conv": True}, 1, False),
+    ("fft-b1-bf16", "stae fft_conv", {"fft_conv": True}, 1, True),
+    ("fft-b16-fp32", "stae fft_conv", {"fft_conv": True}, 16, False),
+    ("fft-b16-bf16", "stae fft_conv", {"fft_conv": True}, 16, True),
+]
+
+
+def make_step(model: torch.nn.Module, batch: int, tau: int, bf16: bool, seed: int = 0) -> Callable[[], float]:
+    """One training step on a fixed random clip (B, tau + 1, 1, 64, 64); returns the loss."""
+    g = torch.Generator().manual_seed(seed)
+    clip = torch.rand(batch, tau + 1, 1, 64, 64, generator=g)
+    inputs, targets = clip[:, :-1], clip[:, 1:]
+    opt = torch.optim.RMSprop(model.parameters(), lr=1e-4)
+
+    def step() -> float:
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            out = model(inputs)
+        loss = objective(out.frames.float(), out.logits.float(), out.flows.float(), targets)["total"]
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return float(loss)
+
+    return step
+
+
+def build(name: str, overrides: dict) -> torch.nn.Module:
+    torch.manual_seed(0)
+    model = build_model(PRESET, **overrides)
+    return ReferenceModel(model) if name == "reference" else model
+
+
+def run(rounds: int, tau: int, only: list[str] | None = None) -> dict:
+    variants = [v for v in VARIANTS if not only or v[0] in only]
+    steps = {}
+    for name, _, overrides, batch, bf16 in variants:
+        steps[name] = make_step(build(name, overrides), batch, tau, bf16)
+        steps[name]()  # warm-up: allocator, oneDNN primitive cache, FFT plans
+    times: dict[str, list[float]] = {v[0]: [] for v in variants}
+    for _ in range(rounds):
+        for name, _, _, batch, _ in variants:
+            # Small steps are repeated within a round so each timing spans >= ~0.5 s.
+            reps = 4 if batch == 1 else 1
+            t = pc.timed(steps[name], repeats=reps, warmup=0)
+            times[name].extend(t)
+    rows = []
+    ref = None
+    for name, impl, overrides, batch, bf16 in variants:
+        s = pc.summary(times[name])
+        row = {"variant": name, "implementation": impl, "options": overrides, "batch": batch, "tau": tau,
+               "dtype": "bf16 autocast" if bf16 else "fp32", "step_median_s": s["median_s"],
+               "step_p95_s": s["p95_s"], "steps_timed": s["n"], "seq_per_s": batch / s["median_s"]}
+        if name == "reference":
+            ref = row["seq_per_s"]
+        rows.append(row)
+    for row in rows:
+        row["x_reference"] = row["seq_per_s"] / ref if ref else None
+    best = max((r for r in rows if r["variant"] != "reference"), key=lambda r: r["seq_per_s"], default=None)
+    return {"benchmark": "train", "preset": PRESET, "frame": [64, 64], "rounds": rounds, "rows": rows,
+            "best": best["variant"] if best else None,
+            "best_x_reference": best["x_reference"] if best else None}
+
+
+COLUMNS = [("variant", "variant"), ("batch", "batch"), ("dtype", "dtype"), ("step_median_s", "step (s, median)"),
+           ("step_p95_s", "p95 (s)"), ("seq_per_s", "sequences/s"), ("x_reference", "x reference")]
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--rounds", type=int, default=3, help="interleaved timing rounds (default 3)")
+    ap.add_argument("--tau", type=int, default=10, help="input frames per clip (default 10)")
+    ap.add_argument("--only", nargs="*", help="variant names to run (default all)")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: all available cores)")
+    ap.add_argument("--out", default=None, help="JSON path (default benchmarks/results/train.json)")
+    args = ap.parse_args(argv)
+    pc.setup_threads(args.threads)
+    m = pc.machine()
+    res = run(args.rounds, args.tau, args.only)
+    res["machine"] = m
+    path = pc.write_json("train", res, args.out)
+    print(f"training throughput, {PRESET}, 64x64, tau={args.tau} -- {pc.machine_line(m)}")
+    print(pc.table(res["rows"], COLUMNS))
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,193 @@
+"""FFT-based "same" 2-D convolution for the memory's 7x7 and Theta's 15x15 kernels.
+
+Why: on a 32x32 feature grid a k x k convolution costs k^2 multiply-adds per input channel,
+output channel and pixel (49 for the ConvLSTM, 225 for Theta); in the frequency domain it is
+one complex multiply-add per channel pair and frequency, on a grid only slightly larger than
+the map (36x19 half-spectrum for k = 7). The arithmetic drops by an order of magnitude, and
+the kernels' spectrum is computed once per forward pass of a clip and shared by every batch
+element and time step (the memory reuses it for all T steps).
+
+Maths (cross-correlation, as ``F.conv2d`` with ``padding = k // 2 = p``)::
+
+    out[y, x] = sum_{m, n} w[m, n] in[y + m - p, x + n - p]
+
+With ``in`` zero-padded to N >= H + p (so that no wrapped-around sample lands inside the
+output window) this is a circular convolution with the kernel K[(p - m) mod N] = w[m], whose
+DFT is evaluated directly on the k x k support as two small DFT matrix products:
+
+    K^[u, v] = sum_{m, n} w[m, n] exp(-2 pi i (u (p - m) / N_h + v (p - n) / N_w))
+
+so no N x N kernel is ever padded or transformed. Everything is composed of differentiable
+torch ops (rfft2, complex matmul, irfft2), so autograd gives the exact backward pass (the
+adjoint of each linear map), which is again FFT-sized work.
+
+Spectra are laid out frequency-major for batched complex matmuls:
+input (F, N_batch, C_in), kernel (F, C_in, C_out), F = N_h * (N_w // 2 + 1).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple, Optional
+
+import torch
+import torch.nn.functional as F
+
+__all__ = ["FFTPlan", "fft_plan", "kernel_spectrum", "input_spectrum", "spectral_mix", "adjoint",
+           "output_from_spectrum", "fft_conv2d"]
+
+
+def _next_smooth(n: int) -> int:
+    """Smallest integer >= n whose prime factors are 2, 3 and 5 (fast FFT sizes)."""
+    m = max(n, 1)
+    while True:
+        r = m
+        for p in (2, 3, 5):
+            while r % p == 0:
+                r //= p
+        if r == 1:
+            return m
+        m += 1
+
+
+class FFTPlan(NamedTuple):
+    """Sizes of one FFT convolution: map (h, w), kernel k, transform (n_h, n_w)."""
+
+    h: int
+    w: int
+    k: int
+    n_h: int
+    n_w: int
+
+    @property
+    def freqs(self) -> int:
+        """F, the number of half-spectrum frequencies."""
+        return self.n_h * (self.n_w // 2 + 1)
+
+
+def fft_plan(h: int, w: int, k: int) -> FFTPlan:
+    """The plan for a k x k "same" convolution on h x w maps (k odd): N >= size + k // 2."""
+    if k % 2 != 1:
+        raise ValueError(f"fft_conv2d needs an odd kernel (same padding), got {k}")
+    p = k // 2
+    return FFTPlan(h, w, k, _next_smooth(h + p), _next_smooth(w + p))
+
+
+def _dft_matrix(n: int, k: int, rows: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """E[u, m] = exp(-2 pi i u (p - m) / n) for u < rows, m < k: (rows, k) complex."""
+    p = k // 2
+    u = torch.arange(rows, dtype=torch.float64).view(-1, 1)
+    m = torch.arange(k, dtype=torch.float64).view(1, -1)
+    ang = (-2.0 * math.pi / n) * torch.remainder(u * (p - m), n)  # exact integer phase first
+    e = torch.polar(torch.ones_like(ang), ang)
+    return e.to(device=device, dtype=dtype)
+
+
+def _complex_dtype(dtype: torch.dtype) -> torch.dtype:
+    return torch.complex128 if dtype == torch.float64 else torch.complex64
+
+
+def _real_dtype(dtype: torch.dtype) -> torch.dtype:
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def kernel_spectrum(weight: torch.Tensor, plan: FFTPlan) -> torch.Tensor:
+    """Spectrum of a cross-correlation kernel: weight (C_out, C_in, k, k) -> (F, C_in, C_out).
+
+    Two small DFT matrix products on the k x k support (no padding to N x N). Differentiable.
+    """
+    if weight.shape[-1] != plan.k or weight.shape[-2] != plan.k:
+        raise ValueError(f"kernel {tuple(weight.shape)} does not match the plan's k={plan.k}")
+    rdt = _real_dtype(weight.dtype)
+    cdt = _complex_dtype(weight.dtype)
+    w = weight.to(rdt)
+    m_w = plan.n_w // 2 + 1
+    ew = _dft_matrix(plan.n_w, plan.k, m_w, w.device, cdt)  # (M_w, k)
+    eh = _dft_matrix(plan.n_h, plan.k, plan.n_h, w.device, cdt)  # (N_h, k)
+    with torch.autocast(w.device.type, enabled=False):  # spectra are always float32/64
+        # Columns first with real matmuls (the weight is real): (O, C, k, k) @ (k, M_w).
+        a = torch.complex(w @ ew.real.t(), w @ ew.imag.t())  # (O, C, k, M_w)
+        spec = eh @ a  # (O, C, N_h, M_w)
+    c_out, c_in = weight.shape[:2]
+    return spec.permute(2, 3, 1, 0).reshape(plan.freqs, c_in, c_out)
+
+
+def input_spectrum(x: torch.Tensor, plan: FFTPlan) -> torch.Tensor:
+    """x (N, C, h, w) -> zero-padded half spectrum, frequency-major (F, N, C)."""
+    rdt = _real_dtype(x.dtype)
+    spec = torch.fft.rfft2(x.to(rdt), s=(plan.n_h, plan.n_w))  # (N, C, N_h, M_w)
+    return spec.flatten(2).permute(2, 0, 1).contiguous()
+
+
+class _SpectralMix(torch.autograd.Function):
+    """Batched complex matmul with explicit, contiguous layouts in both passes.
+
+    Autograd's generic bmm backward receives gradients whose strides come from the permutes
+    around the FFTs, and for complex tensors with such strides it falls back to one small
+    matmul per frequency (tens of thousands of copies per training step). Here every operand
+    is made contiguous once, and the adjoint kernel W^H can be passed in precomputed (the
+    memory reuses one spectrum for all T steps).
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, w: torch.Tensor, w_adj: Optional[torch.Tensor]) -> torch.Tensor:
+        x = x.contiguous()
+        ctx.save_for_backward(x, w, w_adj)
+        return torch.bmm(x, w)
+
+    @staticmethod
+    def backward(ctx, gy: torch.Tensor):
+        x, w, w_adj = ctx.saved_tensors
+        gy = gy.contiguous()
+        gx = gw = None
+        if ctx.needs_input_grad[0]:
+            if w_adj is None:
+                w_adj = _adjoint(w)
+            gx = torch.bmm(gy, w_adj)  # dL/dx* = gy W^H
+        if ctx.needs_input_grad[1]:
+            gw = torch.bmm(x.transpose(1, 2).conj().resolve_conj(), gy)  # x^H gy
+        return gx, gw, None
+
+
+def _adjoint(w: torch.Tensor) -> torch.Tensor:
+    """W^H per frequency, materialised: (F, C_in, C_out) -> (F, C_out, C_in)."""
+    return w.detach().transpose(1, 2).conj().resolve_conj().contiguous()
+
+
+def spectral_mix(x_spec: torch.Tensor, k_spec: torch.Tensor, k_adj: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Per-frequency channel mixing: (F, N, C_in) @ (F, C_in, C_out) -> (F, N, C_out).
+
+    ``k_adj`` (optional) is ``adjoint(k_spec)``, reused by the backward pass when the same
+    kernel mixes many inputs (a detached constant; gradients still reach ``k_spec``)."""
+    return _SpectralMix.apply(x_spec, k_spec, k_adj)
+
+
+def adjoint(k_spec: torch.Tensor) -> torch.Tensor:
+    """The per-frequency conjugate transpose of a kernel spectrum, for :func:`spectral_mix`."""
+    return _adjoint(k_spec)
+
+
+def output_from_spectrum(y_spec: torch.Tensor, plan: FFTPlan) -> torch.Tensor:
+    """(F, N, C_out) -> the "same" output window (N, C_out, h, w), real."""
+    f, n, c = y_spec.shape
+    y = y_spec.permute(1, 2, 0).contiguous().view(n, c, plan.n_h, plan.n_w // 2 + 1)
+    out = torch.fft.irfft2(y, s=(plan.n_h, plan.n_w))
+    return out[:, :, : plan.h, : plan.w]
+
+
+def fft_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] = None,
+               k_spec: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """``F.conv2d(x, weight, bias, padding=k // 2)`` computed with FFTs.
+
+    x (N, C_in, h, w), weight (C_out, C_in, k, k) with k odd. ``k_spec`` may pass a
+    precomputed :func:`kernel_spectrum` (e.g. shared across time steps). The result is in
+    float32 (float64 for float64 inputs); under autocast the FFT path stays in float32.
+    """
+    plan = fft_plan(x.shape[-2], x.shape[-1], weight.shape[-1])
+    if k_spec is None:
+        k_spec = kernel_spectrum(weight, plan)
+    with torch.autocast(x.device.type, enabled=False):
+        out = output_from_spectrum(spectral_mix(input_spectrum(x, plan), k_spec), plan)
+        if bias is not None:
+            out = out + bias.to(out.dtype).view(1, -1, 1, 1)
+    return out

@@ -61,3 +61,18 @@ def test_bad_runs_exit_2(tmp_path, capsys):
     assert not (tmp_path / "x.png").exists()
     with pytest.raises(StaeError, match="2 name"):
         run_curves([run], names=["a", "b"])
+
+
+def test_plot_a_real_training_run(tmp_path):
+    """The metrics.jsonl that stae train writes (train and validation records) plots as is."""
+    from stae.training import resolve, train
+    from tests.test_train_config import tiny_raw, write_tiny_clips
+
+    data = write_tiny_clips(tmp_path / "clips.npy")
+    run = tmp_path / "run"
+    train(resolve(tiny_raw(data, train={"max_steps": 4})), run)
+    curves = run_curves([run], "loss", ("train", "val"))
+    assert [x for x, _ in curves["run"]] == [1.0, 2.0, 3.0, 4.0]
+    assert curves["run (val)"]
+    assert main(["plot", str(run), "--out", str(tmp_path / "c.png"), "--kind", "both", "--metric", "loss"]) == 0
+    assert main(["plot", str(run), "--out", str(tmp_path / "h.png"), "--metric", "huber", "--logy"]) == 0

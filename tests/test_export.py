@@ -52,6 +52,7 @@ def test_wrapper_state_is_explicit_and_starts_at_zero(model):
         assert torch.equal(out[0], pred) and torch.equal(out[1], flow)
 
 
+@pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:DeprecationWarning")
 def test_torchscript_equals_eager(model, tmp_path):
     path = export_model(model, tmp_path / "m.pt", "torchscript", size=(16, 16))
     extra = {"stae.json": ""}

@@ -25,16 +25,20 @@ _BASE_GRIDS: dict[tuple, torch.Tensor] = {}
 
 def _base_grid(h: int, w: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
     """(1, 2, h, w) pixel coordinates: channel 0 = x index, channel 1 = y index."""
+    # No caching while tracing/compiling (ONNX dynamo export, torch.compile): the cached tensor
+    # would be a fake/traced one and poison later eager calls.
+    tracing = torch.jit.is_tracing() or torch.compiler.is_compiling()
     key = (h, w, device, dtype)
-    g = _BASE_GRIDS.get(key)
+    g = None if tracing else _BASE_GRIDS.get(key)
     if g is None:
         ys = torch.arange(h, device=device, dtype=dtype)
         xs = torch.arange(w, device=device, dtype=dtype)
         gy, gx = torch.meshgrid(ys, xs, indexing="ij")
         g = torch.stack((gx, gy)).unsqueeze(0)
-        if len(_BASE_GRIDS) > 64:
-            _BASE_GRIDS.clear()
-        _BASE_GRIDS[key] = g
+        if not tracing:
+            if len(_BASE_GRIDS) > 64:
+                _BASE_GRIDS.clear()
+            _BASE_GRIDS[key] = g
     return g
 
 

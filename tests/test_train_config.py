@@ -86,6 +86,7 @@ def test_resolved_yaml_round_trips(tmp_path):
     (["train.recipe=slow"], "'train.recipe'"),
     (["train.optimizer=lbfgs"], "'train.optimizer'"),
     (["log.tensorboard=3"], "'log.tensorboard'"),
+    (["train.amp=off"], "quote the value"),
     (["data.source=file"], "'data.path'"),
     (["data.binary=true"], "model.output"),  # BCE needs a sigmoid output
     (["lr=3"], "section.key"),

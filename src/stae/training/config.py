@@ -78,7 +78,7 @@ class TrainConfig:
     loss: str = "auto"
     loss_steps: str = "last"  # last (Fig. 2: loss on the prediction of frame tau+1 only) | all
     loss_warmup: int = 0  # loss_steps=all: skip the first k predictions (too little context)
-    amp: str = "off"  # off | bf16 (autocast; CPU needs AVX512-BF16/AMX to gain) | auto
+    amp: str = "fp32"  # fp32 (no autocast) | bf16 (autocast) | auto (bf16 on CUDA with bf16, else fp32)
     threads: int = 0  # torch CPU threads; 0 = torch's default. 1 is much faster on a shared, loaded machine
 
 
@@ -203,6 +203,9 @@ def _check_type(key: str, value: Any, tp: Any) -> Any:
             raise StaeError(f"config key {key!r}: expected a number, got {value!r}")
         return float(value)
     if tp is str:
+        if isinstance(value, bool):
+            raise StaeError(f"config key {key!r}: expected a string, got {value!r} (YAML reads "
+                            f"yes/no/on/off as true/false: quote the value)")
         if not isinstance(value, str):
             raise StaeError(f"config key {key!r}: expected a string, got {value!r}")
         return value
@@ -226,7 +229,7 @@ CHOICES = {
     "train.grad_clip": ("value", "norm", "none"),
     "train.loss": ("auto", "eq5", "intensity", "gradient", "bce", "released"),
     "train.loss_steps": ("last", "all"),
-    "train.amp": ("off", "bf16", "auto"),
+    "train.amp": ("fp32", "bf16", "auto"),
 }
 
 

@@ -15,10 +15,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import perf_common as pc  # noqa: E402  (first: sets OMP_WAIT_POLICY before torch loads)
+
 import torch  # noqa: E402
 
-import perf_common as pc  # noqa: E402
 from reference_model import ReferenceModel  # noqa: E402
+from stae.config import FAST  # noqa: E402
 from stae.model import build_model  # noqa: E402
 from stae.model.warp import warp  # noqa: E402
 
@@ -29,6 +31,7 @@ VARIANTS: list[tuple[str, dict, bool]] = [
     ("reference", {}, False),
     ("direct-fp32", {}, False),
     ("fft-fp32", {"fft_conv": True}, False),
+    ("fast-fp32", FAST, False),
 ]
 
 

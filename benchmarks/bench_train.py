@@ -13,16 +13,20 @@ change in the machine's load hits every variant alike; the figure is the median 
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
+import time
 from pathlib import Path
 from typing import Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import perf_common as pc  # noqa: E402  (first: sets OMP_WAIT_POLICY before torch loads)
+
 import torch  # noqa: E402
 
-import perf_common as pc  # noqa: E402
 from reference_model import ReferenceModel  # noqa: E402
+from stae.config import FAST  # noqa: E402
 from stae.losses import objective  # noqa: E402
 from stae.model import build_model  # noqa: E402
 
@@ -31,13 +35,13 @@ PRESET = "conv-1enc-1lstm"
 # (name, implementation, ModelConfig overrides, batch, bf16 autocast)
 VARIANTS: list[tuple[str, str, dict, int, bool]] = [
     ("reference", "reference (8 gate convs, per-step)", {}, 1, False),
-    ("direct-b1-fp32", "stae default (fused direct conv)", {}, 1, False),
-    ("direct-b16-fp32", "stae default (fused direct conv)", {}, 16, False),
-    ("direct-b16-bf16", "stae default (fused direct conv)", {}, 16, True),
-    ("fft-b1-fp32", "stae fft_conv", {"fft_conv": True}, 1, False),
-    ("fft-b1-bf16", "stae fft_conv", {"fft_conv": True}, 1, True),
+    ("default-b1-fp32", "stae defaults (fused direct conv)", {}, 1, False),
+    ("default-b16-fp32", "stae defaults (fused direct conv)", {}, 16, False),
+    ("default-b16-bf16", "stae defaults (fused direct conv)", {}, 16, True),
     ("fft-b16-fp32", "stae fft_conv", {"fft_conv": True}, 16, False),
-    ("fft-b16-bf16", "stae fft_conv", {"fft_conv": True}, 16, True),
+    ("fast-b1-fp32", "stae FAST (fft_conv + subpixel_decoder)", FAST, 1, False),
+    ("fast-b16-fp32", "stae FAST (fft_conv + subpixel_decoder)", FAST, 16, False),
+    ("fast-b16-bf16", "stae FAST (fft_conv + subpixel_decoder)", FAST, 16, True),
 ]
 
 
@@ -55,7 +59,7 @@ def make_step(model: torch.nn.Module, batch: int, tau: int, bf16: bool, seed: in
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        return float(loss)
+        return float(loss.detach())
 
     return step
 
@@ -73,11 +77,14 @@ def run(rounds: int, tau: int, only: list[str] | None = None) -> dict:
         steps[name] = make_step(build(name, overrides), batch, tau, bf16)
         steps[name]()  # warm-up: allocator, oneDNN primitive cache, FFT plans
     times: dict[str, list[float]] = {v[0]: [] for v in variants}
+    cpu: dict[str, list[float]] = {v[0]: [] for v in variants}
     for _ in range(rounds):
         for name, _, _, batch, _ in variants:
             # Small steps are repeated within a round so each timing spans >= ~0.5 s.
             reps = 4 if batch == 1 else 1
+            c0 = time.process_time()
             t = pc.timed(steps[name], repeats=reps, warmup=0)
+            cpu[name].append((time.process_time() - c0) / reps)
             times[name].extend(t)
     rows = []
     ref = None
@@ -85,7 +92,9 @@ def run(rounds: int, tau: int, only: list[str] | None = None) -> dict:
         s = pc.summary(times[name])
         row = {"variant": name, "implementation": impl, "options": overrides, "batch": batch, "tau": tau,
                "dtype": "bf16 autocast" if bf16 else "fp32", "step_median_s": s["median_s"],
-               "step_p95_s": s["p95_s"], "steps_timed": s["n"], "seq_per_s": batch / s["median_s"]}
+               "step_p95_s": s["p95_s"], "steps_timed": s["n"], "seq_per_s": batch / s["median_s"],
+               # CPU seconds (all threads) per step: less sensitive to other processes than wall time
+               "cpu_per_step_s": statistics.median(cpu[name])}
         if name == "reference":
             ref = row["seq_per_s"]
         rows.append(row)
@@ -98,7 +107,8 @@ def run(rounds: int, tau: int, only: list[str] | None = None) -> dict:
 
 
 COLUMNS = [("variant", "variant"), ("batch", "batch"), ("dtype", "dtype"), ("step_median_s", "step (s, median)"),
-           ("step_p95_s", "p95 (s)"), ("seq_per_s", "sequences/s"), ("x_reference", "x reference")]
+           ("step_p95_s", "p95 (s)"), ("cpu_per_step_s", "CPU s/step"), ("seq_per_s", "sequences/s"),
+           ("x_reference", "x reference")]
 
 
 def main(argv: list[str] | None = None) -> int:

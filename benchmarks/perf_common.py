@@ -19,6 +19,12 @@ from typing import Any, Callable
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
+# Threads that wait for work sleep instead of spinning. On a machine shared with other
+# processes a spinning OpenMP thread burns the time slice its partner needs, which slowed
+# two-thread convolutions here by 2x or more; without other load it costs little. Set before
+# torch loads (import this module first); an explicit OMP_WAIT_POLICY in the environment wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 
 def setup_threads(threads: int | None = None) -> int:
     """Pin torch's intra-op pool (default: every CPU this process may use) and return it."""
@@ -63,6 +69,7 @@ def machine() -> dict[str, Any]:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "loadavg": list(os.getloadavg()),
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
         "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
 

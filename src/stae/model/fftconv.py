@@ -22,7 +22,10 @@ torch ops (rfft2, complex matmul, irfft2), so autograd gives the exact backward 
 adjoint of each linear map), which is again FFT-sized work.
 
 Spectra are laid out frequency-major for batched complex matmuls:
-input (F, N_batch, C_in), kernel (F, C_in, C_out), F = N_h * (N_w // 2 + 1).
+input (F, N_batch, C_in), kernel (F, C_in, C_out), F = N_h * (N_w // 2 + 1). The ``_hwnc``
+variants take and give spatial-major maps (h, w, N, C), whose FFT over the two leading
+dimensions is already frequency-major: no transposes in either pass (the memory keeps its
+state in that layout between steps).
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ import torch
 import torch.nn.functional as F
 
 __all__ = ["FFTPlan", "fft_plan", "kernel_spectrum", "input_spectrum", "spectral_mix", "adjoint",
-           "output_from_spectrum", "fft_conv2d"]
+           "output_from_spectrum", "input_spectrum_hwnc", "output_from_spectrum_hwnc", "fft_conv2d"]
 
 
 def _next_smooth(n: int) -> int:
@@ -109,7 +112,9 @@ def kernel_spectrum(weight: torch.Tensor, plan: FFTPlan) -> torch.Tensor:
         a = torch.complex(w @ ew.real.t(), w @ ew.imag.t())  # (O, C, k, M_w)
         spec = eh @ a  # (O, C, N_h, M_w)
     c_out, c_in = weight.shape[:2]
-    return spec.permute(2, 3, 1, 0).reshape(plan.freqs, c_in, c_out)
+    # contiguous(): reshape alone can return a view with no unit stride per frequency, which
+    # bmm would copy matrix by matrix on every use.
+    return spec.permute(2, 3, 1, 0).reshape(plan.freqs, c_in, c_out).contiguous()
 
 
 def input_spectrum(x: torch.Tensor, plan: FFTPlan) -> torch.Tensor:
@@ -173,6 +178,19 @@ def output_from_spectrum(y_spec: torch.Tensor, plan: FFTPlan) -> torch.Tensor:
     y = y_spec.permute(1, 2, 0).contiguous().view(n, c, plan.n_h, plan.n_w // 2 + 1)
     out = torch.fft.irfft2(y, s=(plan.n_h, plan.n_w))
     return out[:, :, : plan.h, : plan.w]
+
+
+def input_spectrum_hwnc(x: torch.Tensor, plan: FFTPlan) -> torch.Tensor:
+    """:func:`input_spectrum` for spatial-major maps x (h, w, N, C) -> (F, N, C) without any
+    transpose: the FFT runs over the two leading dimensions and F is already outermost."""
+    spec = torch.fft.rfft2(x.to(_real_dtype(x.dtype)), s=(plan.n_h, plan.n_w), dim=(0, 1))  # (N_h, M_w, N, C)
+    return spec.reshape(plan.freqs, *spec.shape[2:])
+
+
+def output_from_spectrum_hwnc(y_spec: torch.Tensor, plan: FFTPlan) -> torch.Tensor:
+    """:func:`output_from_spectrum` to spatial-major maps: (F, N, C) -> (h, w, N, C)."""
+    y = y_spec.view(plan.n_h, plan.n_w // 2 + 1, *y_spec.shape[1:])
+    return torch.fft.irfft2(y, s=(plan.n_h, plan.n_w), dim=(0, 1))[: plan.h, : plan.w]
 
 
 def fft_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] = None,

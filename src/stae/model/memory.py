@@ -69,13 +69,13 @@ class ConvLSTMCell(nn.Module):
 
     def fft_step(self, x_spec: torch.Tensor, h_prev: Optional[torch.Tensor], c_prev: Optional[torch.Tensor],
                  w_spec: torch.Tensor, plan: fftconv.FFTPlan, w_adj: Optional[torch.Tensor] = None) -> LayerState:
-        """One step of eq. (1) in the frequency domain.
+        """One step of eq. (1) in the frequency domain, on spatial-major maps.
 
-        x_spec (F, B, d): spectrum of x_t (``fftconv.input_spectrum``); h_prev, c_prev
-        (B, d_m, h, w) or None for the zero state (its convolution is exactly zero and is
-        skipped); w_spec from :meth:`spectrum`; ``w_adj`` = ``fftconv.adjoint(w_spec)``,
-        computed once per clip for the backward pass. The x- and h-parts are mixed in one
-        matmul on cat(x^, h^) and transformed back with one inverse FFT.
+        x_spec (F, B, d): spectrum of x_t (``fftconv.input_spectrum_hwnc``); h_prev, c_prev
+        (h, w, B, d_m) or None for the zero state; w_spec from :meth:`spectrum`; ``w_adj`` =
+        ``fftconv.adjoint(w_spec)``, computed once per clip for the backward pass. The x- and
+        h-parts are mixed in one matmul on cat(x^, h^) and transformed back with one inverse
+        FFT. Returns (h_t, c_t), each (h, w, B, d_m).
         """
         with torch.autocast(x_spec.device.type, enabled=False):
             if h_prev is None:
@@ -83,10 +83,10 @@ class ConvLSTMCell(nn.Module):
                 # gradient (a sliced kernel would scatter its gradient into a zero copy).
                 h_spec = x_spec.new_zeros(*x_spec.shape[:2], self.hidden)
             else:
-                h_spec = fftconv.input_spectrum(h_prev, plan)
+                h_spec = fftconv.input_spectrum_hwnc(h_prev, plan)
             z = fftconv.spectral_mix(torch.cat((x_spec, h_spec), dim=2), w_spec, w_adj)
-            gates = fftconv.output_from_spectrum(z, plan) + self.conv.bias.view(1, -1, 1, 1)
-            i, f, g, o = gates.chunk(4, dim=1)
+            gates = fftconv.output_from_spectrum_hwnc(z, plan) + self.conv.bias  # (h, w, B, 4 d_m)
+            i, f, g, o = gates.chunk(4, dim=-1)
             c = torch.sigmoid(i) * torch.tanh(g)
             if c_prev is not None:
                 c = torch.sigmoid(f) * c_prev.to(c.dtype) + c
@@ -95,12 +95,24 @@ class ConvLSTMCell(nn.Module):
 
     def forward_fft(self, x: torch.Tensor, state: Optional[LayerState],
                     w_spec: Optional[torch.Tensor] = None) -> LayerState:
-        """:meth:`forward` through the FFT path (for streaming: pass a cached ``w_spec``)."""
+        """:meth:`forward` through the FFT path (for streaming: pass a cached ``w_spec``).
+        x and the state are (B, ., h, w) as in :meth:`forward`."""
         plan = fftconv.fft_plan(x.shape[-2], x.shape[-1], self.conv.kernel_size[0])
         if w_spec is None:
             w_spec = self.spectrum(plan)
-        h_prev, c_prev = (None, None) if state is None else state
-        return self.fft_step(fftconv.input_spectrum(x, plan), h_prev, c_prev, w_spec, plan)
+        h_prev, c_prev = (None, None) if state is None else (_to_hwnc(state[0]), _to_hwnc(state[1]))
+        h, c = self.fft_step(fftconv.input_spectrum_hwnc(_to_hwnc(x), plan), h_prev, c_prev, w_spec, plan)
+        return _to_nchw(h), _to_nchw(c)
+
+
+def _to_hwnc(x: torch.Tensor) -> torch.Tensor:
+    """(N, C, h, w) -> (h, w, N, C), a view."""
+    return x.permute(2, 3, 0, 1)
+
+
+def _to_nchw(x: torch.Tensor) -> torch.Tensor:
+    """(h, w, N, C) -> (N, C, h, w), a view."""
+    return x.permute(2, 3, 0, 1)
 
 
 class FCLSTMCell(nn.Module):
@@ -200,16 +212,18 @@ class ConvLSTMMemory(nn.Module):
             return _run_loop(self, xs, state, self.checkpoint)
         b, t = xs.shape[:2]
         plan = fftconv.fft_plan(xs.shape[-2], xs.shape[-1], self.layers[0].conv.kernel_size[0])
-        inp = xs
+        # Spatial-major, time-major rows: (h, w, T * B, d). The FFTs then need no transposes
+        # and each step's rows are one contiguous block.
+        inp = xs.permute(3, 4, 1, 0, 2).reshape(*xs.shape[-2:], t * b, xs.shape[2])
         new_state = []
         for k, layer in enumerate(self.layers):
             w_spec = layer.spectrum(plan)  # once per clip, shared by all steps and the batch
             w_adj = fftconv.adjoint(w_spec) if torch.is_grad_enabled() else None
-            # Spectra of x_t for all steps in one transform (time-major rows), split per step;
-            # split/unbind rather than indexing: their backward concatenates the T gradients
-            # once instead of scattering each into a zero tensor of the whole clip.
-            x_specs = fftconv.input_spectrum(inp.transpose(0, 1).flatten(0, 1), plan).split(b, dim=1)
-            h, c = (None, None) if state is None else state[k]
+            # Spectra of x_t for all steps in one transform, split per step; split rather than
+            # indexing: its backward concatenates the T gradients once instead of scattering
+            # each into a zero tensor of the whole clip.
+            x_specs = fftconv.input_spectrum_hwnc(inp, plan).split(b, dim=1)
+            h, c = (None, None) if state is None else (_to_hwnc(state[k][0]), _to_hwnc(state[k][1]))
             hs = []
             for x_spec in x_specs:
                 if self.checkpoint and torch.is_grad_enabled():
@@ -217,8 +231,10 @@ class ConvLSTMMemory(nn.Module):
                 else:
                     h, c = layer.fft_step(x_spec, h, c, w_spec, plan, w_adj)
                 hs.append(h)
-            new_state.append((h, c))
-            inp = torch.stack(hs, 1)
+            new_state.append((_to_nchw(h), _to_nchw(c)))
+            inp = torch.stack(hs, 2).flatten(2, 3)  # (h, w, T * B, d_m)
+        # (h, w, T * B, d_m) -> (B, T, d_m, h, w)
+        return inp.unflatten(2, (t, b)).permute(3, 2, 4, 0, 1), new_state
         return inp, new_state
 
 

@@ -1,0 +1,115 @@
+"""Does bf16 autocast train as well as fp32? Trains the vanilla model twice from the same
+seed on the same generated clips -- once in fp32, once under bf16 autocast -- and compares the
+validation loss (eq. 5, evaluated in fp32) after a short run; the requirement is agreement
+within 2 %.
+
+Data: a tiny self-contained moving-squares generator (bright squares bouncing in a 32x32
+frame), so the run needs no files and finishes in minutes on two cores.
+
+    .venv/bin/python benchmarks/bench_bf16.py [--steps 200] [--out FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import perf_common as pc  # noqa: E402  (first: sets OMP_WAIT_POLICY before torch loads)
+
+import torch  # noqa: E402
+
+from stae.losses import objective  # noqa: E402
+from stae.model import build_model  # noqa: E402
+
+PRESET = "conv-1enc-1lstm"
+
+
+def moving_squares(n: int, frames: int, size: int = 32, seed: int = 0) -> torch.Tensor:
+    """(n, frames, 1, size, size) clips in [0, 1]: 1-2 squares (side 5-9 px) moving at 1-3 px
+    per frame, bouncing off the borders, combined by pixel-wise max."""
+    g = torch.Generator().manual_seed(seed)
+    clips = torch.zeros(n, frames, 1, size, size)
+    for i in range(n):
+        for _ in range(int(torch.randint(1, 3, (1,), generator=g))):
+            side = int(torch.randint(5, 10, (1,), generator=g))
+            pos = torch.rand(2, generator=g) * (size - side)
+            vel = (torch.rand(2, generator=g) * 2 + 1) * torch.where(torch.rand(2, generator=g) < 0.5, -1.0, 1.0)
+            val = 0.5 + 0.5 * float(torch.rand(1, generator=g))
+            for t in range(frames):
+                y, x = int(pos[0].round()), int(pos[1].round())
+                sq = clips[i, t, 0, y:y + side, x:x + side]
+                sq.clamp_(min=val)
+                pos = pos + vel
+                for d in range(2):  # bounce
+                    if pos[d] < 0 or pos[d] > size - side:
+                        vel[d] = -vel[d]
+                        pos[d] = pos[d].clamp(0, size - side)
+    return clips
+
+
+def train(bf16: bool, train_clips: torch.Tensor, val_clips: torch.Tensor, steps: int, batch: int,
+          lr: float, seed: int) -> dict:
+    torch.manual_seed(seed)
+    model = build_model(PRESET)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    order = torch.randperm(len(train_clips), generator=torch.Generator().manual_seed(seed))
+    losses = []
+    t0 = time.perf_counter()
+    for s in range(steps):
+        idx = order[(s * batch) % len(order):][:batch]
+        if len(idx) < batch:
+            idx = order[:batch]
+        clip = train_clips[idx]
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            out = model(clip[:, :-1])
+        loss = objective(out.frames.float(), out.logits.float(), out.flows.float(), clip[:, 1:])["total"]
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+    seconds = time.perf_counter() - t0
+    model.eval()
+    with torch.no_grad():  # validation in fp32 for both runs
+        out = model(val_clips[:, :-1])
+        val = float(objective(out.frames, out.logits, out.flows, val_clips[:, 1:])["total"])
+    tail = losses[-20:]
+    return {"dtype": "bf16 autocast" if bf16 else "fp32", "val_loss": val, "train_loss_last20": sum(tail) / len(tail),
+            "train_loss_first": losses[0], "seconds": seconds}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--steps", type=int, default=200)
+    ap.add_argument("--batch", type=int, default=4)
+    ap.add_argument("--tau", type=int, default=8, help="input frames per clip (default 8)")
+    ap.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default 1e-3)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: all available cores)")
+    ap.add_argument("--out", default=None, help="JSON path (default benchmarks/results/bf16.json)")
+    args = ap.parse_args(argv)
+    pc.setup_threads(args.threads)
+    m = pc.machine()
+    train_clips = moving_squares(256, args.tau + 1, seed=1)
+    val_clips = moving_squares(32, args.tau + 1, seed=2)
+    rows = [train(bf16, train_clips, val_clips, args.steps, args.batch, args.lr, args.seed) for bf16 in (False, True)]
+    rel = abs(rows[1]["val_loss"] - rows[0]["val_loss"]) / rows[0]["val_loss"]
+    res = {"benchmark": "bf16", "preset": PRESET, "steps": args.steps, "batch": args.batch, "tau": args.tau,
+           "frame": [32, 32], "optimizer": f"Adam lr={args.lr}", "rows": rows, "val_loss_rel_diff": rel,
+           "within_2_percent": rel <= 0.02, "machine": m}
+    path = pc.write_json("bf16", res, args.out)
+    print(f"bf16 vs fp32 training, {args.steps} steps, batch {args.batch}, tau={args.tau}, 32x32 moving squares "
+          f"-- {pc.machine_line(m)}")
+    print(pc.table(rows, [("dtype", "dtype"), ("train_loss_first", "first train loss"),
+                          ("train_loss_last20", "train loss (last 20)"), ("val_loss", "validation loss (fp32 eval)"),
+                          ("seconds", "train time (s)")]))
+    print(f"validation loss relative difference: {100 * rel:.2f} % ({'within' if rel <= 0.02 else 'NOT within'} 2 %)")
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,128 @@
+"""Run every performance benchmark (each in a fresh process), then print one summary table
+with the targets of docs/performance.md and write benchmarks/results/summary.{json,md}.
+
+    .venv/bin/python benchmarks/run_all.py [--quick] [--threads N] [--skip NAME ...]
+
+(``make bench`` runs this.) Per-benchmark JSON files land in benchmarks/results/. Figures are
+medians over repeats; the machine's load average before and after each benchmark is recorded,
+because the machine may be shared. ``bench_data.py`` (data-layer throughput) is run too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import perf_common as pc  # noqa: E402
+
+# name -> (script, normal args, quick args)
+BENCHES: dict[str, tuple[str, list[str], list[str]]] = {
+    "conv": ("bench_conv.py", ["--repeats", "5"], ["--repeats", "2"]),
+    "train": ("bench_train.py", ["--rounds", "3"], ["--rounds", "1"]),
+    "stream": ("bench_stream.py", ["--seconds", "4"], ["--seconds", "1"]),
+    "memory": ("bench_memory.py", [], []),
+    "bf16": ("bench_bf16.py", ["--steps", "200"], ["--steps", "30"]),
+    "data": ("bench_data.py", [], ["--num", "200"]),
+}
+
+
+def _load(name: str) -> dict | None:
+    p = pc.RESULTS / f"{name}.json"
+    return json.loads(p.read_text()) if p.exists() else None
+
+
+def _row(res: dict | None, key: str, value) -> dict | None:
+    if res is None:
+        return None
+    for r in res["rows"]:
+        if all(r.get(k) == v for k, v in zip(key.split("|"), value)):
+            return r
+    return None
+
+
+def summarise() -> tuple[list[dict], dict]:
+    """The headline figures and targets from the per-benchmark JSON files."""
+    conv, train, stream, memory, bf16 = (_load(n) for n in ("conv", "train", "stream", "memory", "bf16"))
+    rows: list[dict] = []
+
+    def add(what: str, value, unit: str, ratio=None, ratio_of: str = "", target: str = "", met=None) -> None:
+        rows.append({"what": what, "value": value, "unit": unit, "ratio": ratio, "ratio_of": ratio_of,
+                     "target": target, "met": None if met is None else ("yes" if met else "NO")})
+
+    if train:
+        ref = _row(train, "variant", ["reference"])
+        add("training, reference (8 gate convs, fp32, batch 1)", ref["seq_per_s"], "sequences/s", 1.0, "reference")
+        for r in train["rows"]:
+            if r["variant"] == "reference":
+                continue
+            target = ">= 3x reference" if r["variant"] == train.get("best") else ""
+            add(f"training, {r['implementation']}, batch {r['batch']}, {r['dtype']}", r["seq_per_s"], "sequences/s",
+                r["x_reference"], "reference", target, r["x_reference"] >= 3 if target else None)
+    if conv:
+        for r in conv["rows"]:
+            is_mem = r["what"].startswith("ConvLSTM")
+            target = ">= 0.6x peak" if is_mem and r["layout"] == "fft_conv" else ""
+            add(f"{r['what']}, {r['dtype']}, {r['layout']}", r["gflops"], "GFLOP/s (direct-equiv.)", r["x_peak"],
+                "machine conv peak", target, r["x_peak"] >= 0.6 if target else None)
+    if stream:
+        for r in stream["rows"]:
+            target = ">= 200 frames/s" if r["size"] == "64x64" and r["variant"] != "reference" else ""
+            add(f"streaming step, {r['variant']}, {r['size']}, batch 1 (latency median {r['latency_median_ms']:.2f} ms, "
+                f"p95 {r['latency_p95_ms']:.2f} ms)", r["fps"], "frames/s", r["x_reference"], "reference", target,
+                r["fps"] >= 200 if target else None)
+    if memory:
+        for r in memory["rows"]:
+            add(f"peak RSS, training step, {r['variant']}, batch {r['batch']}, tau={r['tau']}", r["peak_mb"], "MB",
+                r["peak_gb"] / memory["budget_gb"], "1.5 GB budget", "<= 1.5 GB", r["within_budget"])
+    if bf16:
+        f32, b16 = bf16["rows"]
+        add(f"bf16 vs fp32 validation loss after {bf16['steps']} steps ({f32['val_loss']:.4g} vs {b16['val_loss']:.4g})",
+            100 * bf16["val_loss_rel_diff"], "% difference", b16["val_loss"] / f32["val_loss"], "fp32", "<= 2 %",
+            bf16["within_2_percent"])
+    machine = (train or conv or stream or memory or bf16 or {}).get("machine", pc.machine())
+    return rows, machine
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="fewer repeats (a smoke run, not for the record)")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: all available cores)")
+    ap.add_argument("--skip", nargs="*", default=[], choices=sorted(BENCHES), help="benchmarks to skip")
+    ap.add_argument("--summary-only", action="store_true", help="only summarise existing results/*.json")
+    args = ap.parse_args(argv)
+    loads = {}
+    if not args.summary_only:
+        for name, (script, normal, quick) in BENCHES.items():
+            if name in args.skip:
+                continue
+            cmd = [sys.executable, str(HERE / script)] + (quick if args.quick else normal)
+            if args.threads and name != "data":
+                cmd += ["--threads", str(args.threads)]
+            before = list(__import__("os").getloadavg())
+            t0 = time.perf_counter()
+            print(f"== {name}: {' '.join(Path(c).name if i < 2 else c for i, c in enumerate(cmd))}", flush=True)
+            rc = subprocess.run(cmd).returncode
+            loads[name] = {"loadavg_before": before, "seconds": time.perf_counter() - t0, "returncode": rc}
+            if rc != 0:
+                print(f"run_all: {name} failed with exit code {rc}", file=sys.stderr)
+    rows, machine = summarise()
+    md = [f"Machine: {pc.machine_line(machine)}", "",
+          pc.table(rows, [("what", "measurement"), ("value", "value"), ("unit", "unit"), ("ratio", "ratio"),
+                          ("ratio_of", "ratio to"), ("target", "target"), ("met", "met")])]
+    text = "\n".join(md)
+    print("\n" + text)
+    pc.RESULTS.mkdir(parents=True, exist_ok=True)
+    (pc.RESULTS / "summary.md").write_text(text + "\n")
+    pc.write_json("summary", {"benchmark": "summary", "rows": rows, "runs": loads, "machine": machine})
+    return 0 if all(v["returncode"] == 0 for v in loads.values()) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,112 @@
+"""Exactness of the FFT convolution and the sub-pixel decoder convolution against direct
+convolution (values and gradients). No timing here: benchmarks/ measures speed."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from stae.model import fftconv
+from stae.model.fftconv import fft_conv2d, fft_plan, kernel_spectrum
+from stae.perf import upsample_conv2d
+
+
+def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a - b).abs().max() / b.abs().max())
+
+
+@pytest.mark.parametrize("n,cin,cout,k,h,w", [(2, 3, 4, 7, 8, 8), (1, 5, 2, 15, 9, 11), (3, 6, 8, 7, 32, 32),
+                                              (2, 4, 2, 15, 32, 32), (1, 2, 3, 3, 5, 7), (2, 3, 2, 1, 4, 4)])
+def test_fft_conv2d_matches_direct_float64(n, cin, cout, k, h, w):
+    g = torch.Generator().manual_seed(k * 100 + h)
+    x = torch.randn(n, cin, h, w, generator=g, dtype=torch.float64)
+    wt = torch.randn(cout, cin, k, k, generator=g, dtype=torch.float64)
+    b = torch.randn(cout, generator=g, dtype=torch.float64)
+    ref = F.conv2d(x, wt, b, padding=k // 2)
+    out = fft_conv2d(x, wt, b)
+    assert out.shape == ref.shape and out.dtype == torch.float64
+    assert _rel(out, ref) < 1e-10
+
+
+def test_fft_conv2d_float32_close():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(4, 77, 32, 32, generator=g)
+    wt = torch.randn(180, 77, 7, 7, generator=g) * 0.08
+    ref = F.conv2d(x.double(), wt.double(), padding=3)
+    out = fft_conv2d(x, wt)
+    assert out.dtype == torch.float32
+    assert _rel(out.double(), ref) < 1e-5
+
+
+def test_fft_conv2d_gradcheck():
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(1, 2, 5, 4, generator=g, dtype=torch.float64, requires_grad=True)
+    wt = torch.randn(2, 2, 3, 3, generator=g, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(2, generator=g, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(fft_conv2d, (x, wt, b), fast_mode=True)
+
+
+def test_fft_conv2d_gradients_match_direct():
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(3, 6, 12, 10, generator=g, dtype=torch.float64, requires_grad=True)
+    wt = torch.randn(5, 6, 7, 7, generator=g, dtype=torch.float64, requires_grad=True)
+    gy = torch.randn(3, 5, 12, 10, generator=g, dtype=torch.float64)
+    gx_ref, gw_ref = torch.autograd.grad(F.conv2d(x, wt, padding=3), (x, wt), gy)
+    gx, gw = torch.autograd.grad(fft_conv2d(x, wt), (x, wt), gy)
+    assert _rel(gx, gx_ref) < 1e-10 and _rel(gw, gw_ref) < 1e-10
+
+
+def test_spectral_mix_with_precomputed_adjoint_gradients():
+    # Reusing one kernel spectrum and its adjoint for several inputs (as the memory does over
+    # time) gives the same gradients as autograd's plain complex matmul.
+    g = torch.Generator().manual_seed(3)
+    xs = [torch.randn(6, 2, 3, generator=g, dtype=torch.complex128, requires_grad=True) for _ in range(3)]
+    w = torch.randn(6, 3, 4, generator=g, dtype=torch.complex128, requires_grad=True)
+    adj = fftconv.adjoint(w)
+    loss = sum((fftconv.spectral_mix(x, w, adj).abs() ** 2).sum() for x in xs)
+    grads = torch.autograd.grad(loss, xs + [w])
+    loss_ref = sum((torch.bmm(x, w).abs() ** 2).sum() for x in xs)
+    grads_ref = torch.autograd.grad(loss_ref, xs + [w])
+    for a, b in zip(grads, grads_ref):
+        assert torch.allclose(a, b, rtol=1e-12, atol=1e-12)
+
+
+def test_spatial_major_layout_matches():
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(3, 4, 16, 16, generator=g, dtype=torch.float64)
+    wt = torch.randn(6, 4, 7, 7, generator=g, dtype=torch.float64)
+    plan = fft_plan(16, 16, 7)
+    y = fftconv.output_from_spectrum_hwnc(
+        fftconv.spectral_mix(fftconv.input_spectrum_hwnc(x.permute(2, 3, 0, 1), plan), kernel_spectrum(wt, plan)), plan)
+    assert _rel(y.permute(2, 3, 0, 1), F.conv2d(x, wt, padding=3)) < 1e-10
+
+
+def test_plan_sizes_and_contiguous_spectrum():
+    p = fft_plan(32, 32, 7)
+    assert (p.n_h, p.n_w) == (36, 36) and p.freqs == 36 * 19  # smallest 2^a 3^b 5^c >= 32 + 3
+    assert (fft_plan(32, 32, 15).n_h, fft_plan(9, 11, 15).n_w) == (40, 18)
+    spec = kernel_spectrum(torch.randn(5, 3, 7, 7), p)
+    assert spec.shape == (p.freqs, 3, 5) and spec.is_contiguous() and spec.dtype == torch.complex64
+    with pytest.raises(ValueError, match="odd"):
+        fft_plan(8, 8, 4)
+
+
+@pytest.mark.parametrize("k", [3, 5, 7, 9])
+def test_upsample_conv2d_matches_upsample_then_conv(k):
+    g = torch.Generator().manual_seed(k)
+    x = torch.randn(2, 3, 6, 5, generator=g, dtype=torch.float64)
+    wt = torch.randn(4, 3, k, k, generator=g, dtype=torch.float64)
+    b = torch.randn(4, generator=g, dtype=torch.float64)
+    ref = F.conv2d(F.interpolate(x, scale_factor=2, mode="nearest"), wt, b, padding=k // 2)
+    out = upsample_conv2d(x, wt, b)
+    assert out.shape == ref.shape
+    assert _rel(out, ref) < 1e-12
+
+
+def test_upsample_conv2d_gradcheck():
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(1, 2, 4, 3, generator=g, dtype=torch.float64, requires_grad=True)
+    wt = torch.randn(1, 2, 7, 7, generator=g, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(1, generator=g, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(upsample_conv2d, (x, wt, b), fast_mode=True)

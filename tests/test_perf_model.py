@@ -1,0 +1,139 @@
+"""The model's performance options compute the same function as the defaults: FFT
+convolutions, time checkpointing, the sub-pixel decoder, streaming with a cached spectrum,
+and the reference implementation of the benchmarks. Exactness only, no timing."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from stae.config import FAST, ModelConfig
+from stae.losses import objective
+from stae.model import build_model
+
+OPTIONS = [
+    {"fft_conv": True},
+    {"checkpoint_time": True},
+    {"subpixel_decoder": True},
+    {"fft_conv": True, "checkpoint_time": True, "subpixel_decoder": True},
+]
+
+
+# Two CPD blocks and two ConvLSTM layers, small enough for float64 checks in a second.
+TINY = ModelConfig(encoder_channels=(4, 6), memory_channels=(5, 7), flow_1x1=False)
+
+
+def _pair(preset, options: dict, dtype=torch.float64):
+    torch.manual_seed(0)
+    base = build_model(preset).to(dtype)
+    with torch.no_grad():  # a non-zero Theta 1x1 conv so the flow (and the warp) is not identity
+        for p in base.flow.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    cfg = base.config.replace(**options)
+    other = build_model(cfg).to(dtype)
+    other.load_state_dict(base.state_dict())
+    return base, other
+
+
+def _loss_and_grads(model, clip):
+    out = model(clip)
+    loss = objective(out.frames, out.logits, out.flows, clip)["total"]
+    grads = torch.autograd.grad(loss, list(model.parameters()))
+    return out, torch.cat([g.flatten() for g in grads])
+
+
+def _rel(a, b):
+    return float(((a - b).abs().max() / b.abs().max()).detach())
+
+
+CASES = [(TINY, o) for o in OPTIONS] + [("conv-1enc-1lstm", OPTIONS[-1])]
+
+
+@pytest.mark.parametrize("preset,options", CASES,
+                         ids=lambda v: v if isinstance(v, str) else "+".join(v) if isinstance(v, dict) else "tiny")
+def test_options_equal_default_forward_and_backward(preset, options):
+    base, other = _pair(preset, options)
+    clip = torch.rand(2, 3, 1, 16, 16, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    out0, g0 = _loss_and_grads(base, clip)
+    out1, g1 = _loss_and_grads(other, clip)
+    for a, b in zip(out1, out0):
+        assert _rel(a, b) < 1e-10
+    assert _rel(g1, g0) < 1e-10
+
+
+def test_checkpoint_time_fc_memory_equal():
+    cfg = ModelConfig(encoder_channels=(4, 4), memory="fc", fc_hidden=(64,), fc_frame_size=(16, 16), flow_1x1=False)
+    torch.manual_seed(0)
+    base = build_model(cfg).double()
+    other = build_model(cfg.replace(checkpoint_time=True)).double()
+    other.load_state_dict(base.state_dict())
+    clip = torch.rand(2, 3, 1, 16, 16, dtype=torch.float64)
+    (o0, g0), (o1, g1) = _loss_and_grads(base, clip), _loss_and_grads(other, clip)
+    assert _rel(o1.frames, o0.frames) < 1e-12 and _rel(g1, g0) < 1e-12
+
+
+def test_run_state_and_streaming_match_with_fft():
+    base, other = _pair("conv-1enc-1lstm", FAST)
+    clip = torch.rand(1, 5, 1, 16, 16, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    with torch.no_grad():
+        _, s0 = base.run(clip)
+        _, s1 = other.run(clip)
+        assert _rel(s1[0][0], s0[0][0]) < 1e-10 and _rel(s1[0][1], s0[0][1]) < 1e-10
+        assert s1[0][0].shape == s0[0][0].shape == (1, 45, 8, 8)
+        # Streaming: the FFT step continues from either path's state and matches the default.
+        st0, st1 = s0, s0
+        for t in range(3):
+            y0, f0, st0 = base.step(clip[:, t], st0)
+            y1, f1, st1 = other.step(clip[:, t], st1)
+            assert _rel(y1, y0) < 1e-10 and _rel(f1, f0) < 1e-10
+
+
+def test_streaming_spectrum_cache_follows_weight_updates():
+    base, other = _pair("conv-1enc-1lstm", {"fft_conv": True})
+    frame = torch.rand(1, 1, 16, 16, dtype=torch.float64)
+    with torch.no_grad():
+        other.step(frame)  # fills the cache
+        for m in (base, other):  # an in-place update, as an optimiser does
+            m.memory.layers[0].conv.weight.mul_(1.5)
+        y0, _, _ = base.step(frame)
+        y1, _, _ = other.step(frame)
+    assert _rel(y1, y0) < 1e-10
+
+
+def test_fft_memory_backward_reaches_state_and_input():
+    _, model = _pair("conv-1enc-1lstm", {"fft_conv": True})
+    base, _ = _pair("conv-1enc-1lstm", {})
+    clip = torch.rand(1, 3, 1, 16, 16, dtype=torch.float64, requires_grad=True)
+    g = [torch.autograd.grad(m(clip).frames.square().sum(), clip)[0] for m in (base, model)]
+    assert _rel(g[1], g[0]) < 1e-10
+
+
+def test_bf16_autocast_runs_and_stays_close():
+    torch.manual_seed(0)
+    for options in ({}, FAST):
+        model = build_model("conv-1enc-1lstm", **options)
+        clip = torch.rand(2, 3, 1, 16, 16, generator=torch.Generator().manual_seed(3))
+        ref = model(clip)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = model(clip)
+        loss = objective(out.frames.float(), out.logits.float(), out.flows.float(), clip)["total"]
+        loss.backward()
+        assert torch.isfinite(loss)
+        assert all(torch.isfinite(p.grad).all() for p in model.parameters())
+        assert (out.frames.float() - ref.frames).abs().max() < 0.05 * ref.frames.abs().max() + 1e-3
+
+
+def test_reference_model_equals_stae():
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from reference_model import ReferenceModel
+
+    base, _ = _pair("conv-1enc-1lstm", {})
+    ref = ReferenceModel(base)
+    assert sum(p.numel() for p in ref.parameters()) == sum(p.numel() for p in base.parameters()) == 703_651
+    clip = torch.rand(2, 4, 1, 16, 16, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    o0, o1 = base(clip), ref(clip)
+    for a, b in zip(o1, o0):
+        assert _rel(a, b) < 1e-12

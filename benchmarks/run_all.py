@@ -82,10 +82,13 @@ def summarise() -> tuple[list[dict], dict]:
             add(f"peak RSS, training step, {r['variant']}, batch {r['batch']}, tau={r['tau']}", r["peak_mb"], "MB",
                 r["peak_gb"] / memory["budget_gb"], "1.5 GB budget", "<= 1.5 GB", r["within_budget"])
     if bf16:
-        f32, b16 = bf16["rows"]
+        f32, b16 = bf16["rows"][:2]
         add(f"bf16 vs fp32 validation loss after {bf16['steps']} steps ({f32['val_loss']:.4g} vs {b16['val_loss']:.4g})",
             100 * bf16["val_loss_rel_diff"], "% difference", b16["val_loss"] / f32["val_loss"], "fp32", "<= 2 %",
             bf16["within_2_percent"])
+        if bf16.get("fp32_seed_rel_diff") is not None:
+            add("fp32 vs fp32 with another seed, validation loss (run-to-run spread)", 100 * bf16["fp32_seed_rel_diff"],
+                "% difference", bf16["rows"][2]["val_loss"] / f32["val_loss"], "fp32")
     machine = (train or conv or stream or memory or bf16 or {}).get("machine", pc.machine())
     return rows, machine
 

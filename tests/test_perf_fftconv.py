@@ -72,6 +72,12 @@ def test_spectral_mix_with_precomputed_adjoint_gradients():
         assert torch.allclose(a, b, rtol=1e-12, atol=1e-12)
 
 
+def test_kernel_adjoint_is_conjugate_transpose():
+    wt = torch.randn(5, 3, 7, 7, dtype=torch.float64)
+    plan = fft_plan(10, 12, 7)
+    assert torch.allclose(fftconv.kernel_adjoint(wt, plan), fftconv.adjoint(kernel_spectrum(wt, plan)), atol=1e-12)
+
+
 def test_spatial_major_layout_matches():
     g = torch.Generator().manual_seed(4)
     x = torch.randn(3, 4, 16, 16, generator=g, dtype=torch.float64)

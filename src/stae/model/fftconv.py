@@ -13,7 +13,7 @@ Maths (cross-correlation, as ``F.conv2d`` with ``padding = k // 2 = p``)::
 
 With ``in`` zero-padded to N >= H + p (so that no wrapped-around sample lands inside the
 output window) this is a circular convolution with the kernel K[(p - m) mod N] = w[m], whose
-DFT is evaluated directly on the k x k support as two small DFT matrix products:
+DFT is evaluated directly on the k x k support as one small DFT matrix product:
 
     K^[u, v] = sum_{m, n} w[m, n] exp(-2 pi i (u (p - m) / N_h + v (p - n) / N_w))
 
@@ -36,7 +36,7 @@ from typing import NamedTuple, Optional
 import torch
 import torch.nn.functional as F
 
-__all__ = ["FFTPlan", "fft_plan", "kernel_spectrum", "input_spectrum", "spectral_mix", "adjoint",
+__all__ = ["FFTPlan", "fft_plan", "kernel_spectrum", "input_spectrum", "spectral_mix", "adjoint", "kernel_adjoint",
            "output_from_spectrum", "input_spectrum_hwnc", "output_from_spectrum_hwnc", "fft_conv2d"]
 
 
@@ -94,27 +94,48 @@ def _real_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
+_DFT2_CACHE: dict[tuple, torch.Tensor] = {}
+
+
+def _dft2(plan: FFTPlan, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """E[(u, v), (m, n)] = exp(-2 pi i (u (p - m) / N_h + v (p - n) / N_w)): (F, k * k),
+    cached per plan, device and dtype (it is a constant of the shape)."""
+    key = (plan, device, dtype)
+    e = _DFT2_CACHE.get(key)
+    if e is None:
+        eh = _dft_matrix(plan.n_h, plan.k, plan.n_h, device, dtype)  # (N_h, k)
+        ew = _dft_matrix(plan.n_w, plan.k, plan.n_w // 2 + 1, device, dtype)  # (M_w, k)
+        e = (eh[:, None, :, None] * ew[None, :, None, :]).reshape(plan.freqs, plan.k * plan.k)
+        if len(_DFT2_CACHE) > 32:
+            _DFT2_CACHE.clear()
+        _DFT2_CACHE[key] = e
+    return e
+
+
 def kernel_spectrum(weight: torch.Tensor, plan: FFTPlan) -> torch.Tensor:
     """Spectrum of a cross-correlation kernel: weight (C_out, C_in, k, k) -> (F, C_in, C_out).
 
-    Two small DFT matrix products on the k x k support (no padding to N x N). Differentiable.
+    One complex matmul on the k x k support, (F, k^2) @ (k^2, C_in C_out), which lands
+    directly in the frequency-major layout (no padding to N x N, no transpose). Differentiable.
     """
     if weight.shape[-1] != plan.k or weight.shape[-2] != plan.k:
         raise ValueError(f"kernel {tuple(weight.shape)} does not match the plan's k={plan.k}")
-    rdt = _real_dtype(weight.dtype)
-    cdt = _complex_dtype(weight.dtype)
-    w = weight.to(rdt)
-    m_w = plan.n_w // 2 + 1
-    ew = _dft_matrix(plan.n_w, plan.k, m_w, w.device, cdt)  # (M_w, k)
-    eh = _dft_matrix(plan.n_h, plan.k, plan.n_h, w.device, cdt)  # (N_h, k)
-    with torch.autocast(w.device.type, enabled=False):  # spectra are always float32/64
-        # Columns first with real matmuls (the weight is real): (O, C, k, k) @ (k, M_w).
-        a = torch.complex(w @ ew.real.t(), w @ ew.imag.t())  # (O, C, k, M_w)
-        spec = eh @ a  # (O, C, N_h, M_w)
     c_out, c_in = weight.shape[:2]
-    # contiguous(): reshape alone can return a view with no unit stride per frequency, which
-    # bmm would copy matrix by matrix on every use.
-    return spec.permute(2, 3, 1, 0).reshape(plan.freqs, c_in, c_out).contiguous()
+    e = _dft2(plan, weight.device, _complex_dtype(weight.dtype))
+    with torch.autocast(weight.device.type, enabled=False):  # spectra are always float32/64
+        w = weight.to(_real_dtype(weight.dtype)).permute(2, 3, 1, 0).reshape(plan.k * plan.k, c_in * c_out)
+        return (e @ w.to(e.dtype)).view(plan.freqs, c_in, c_out)
+
+
+@torch.no_grad()
+def kernel_adjoint(weight: torch.Tensor, plan: FFTPlan) -> torch.Tensor:
+    """``adjoint(kernel_spectrum(weight, plan))`` computed directly in its layout
+    (F, C_out, C_in) by one matmul with the conjugate DFT matrix: cheaper than transposing
+    the spectrum. A constant for :func:`spectral_mix`'s backward pass (no gradient)."""
+    c_out, c_in = weight.shape[:2]
+    e = _dft2(plan, weight.device, _complex_dtype(weight.dtype)).conj()
+    w = weight.to(_real_dtype(weight.dtype)).permute(2, 3, 0, 1).reshape(plan.k * plan.k, c_out * c_in)
+    return (e @ w.to(e.dtype)).view(plan.freqs, c_out, c_in)
 
 
 def input_spectrum(x: torch.Tensor, plan: FFTPlan) -> torch.Tensor:

@@ -218,7 +218,7 @@ class ConvLSTMMemory(nn.Module):
         new_state = []
         for k, layer in enumerate(self.layers):
             w_spec = layer.spectrum(plan)  # once per clip, shared by all steps and the batch
-            w_adj = fftconv.adjoint(w_spec) if torch.is_grad_enabled() else None
+            w_adj = fftconv.kernel_adjoint(layer.conv.weight, plan) if torch.is_grad_enabled() else None
             # Spectra of x_t for all steps in one transform, split per step; split rather than
             # indexing: its backward concatenates the T gradients once instead of scattering
             # each into a zero tensor of the whole clip.

@@ -88,6 +88,19 @@ def test_spatial_major_layout_matches():
     assert _rel(y.permute(2, 3, 0, 1), F.conv2d(x, wt, padding=3)) < 1e-10
 
 
+@pytest.mark.parametrize("n,cin,cout,k,h,w,tile", [(1, 9, 12, 7, 32, 32, 8), (2, 3, 4, 7, 13, 9, 8),
+                                                   (1, 5, 2, 15, 20, 20, 8), (1, 3, 2, 3, 5, 5, 4)])
+def test_tiled_conv2d_matches_direct(n, cin, cout, k, h, w, tile):
+    g = torch.Generator().manual_seed(h + k)
+    x = torch.randn(n, cin, h, w, generator=g, dtype=torch.float64)
+    wt = torch.randn(cout, cin, k, k, generator=g, dtype=torch.float64)
+    b = torch.randn(cout, generator=g, dtype=torch.float64)
+    tp = fftconv.tile_plan(k, tile)
+    out = fftconv.tiled_conv2d(x, fftconv.tiled_kernel_spectrum(wt, tp), tp, b)
+    assert _rel(out, F.conv2d(x, wt, b, padding=k // 2)) < 1e-10
+    assert fftconv.tile_plan(7).n == 15  # 8 + 7 - 1 = 14 -> 15
+
+
 def test_plan_sizes_and_contiguous_spectrum():
     p = fft_plan(32, 32, 7)
     assert (p.n_h, p.n_w) == (36, 36) and p.freqs == 36 * 19  # smallest 2^a 3^b 5^c >= 32 + 3

@@ -96,8 +96,9 @@ def test_streaming_spectrum_cache_follows_weight_updates():
     frame = torch.rand(1, 1, 16, 16, dtype=torch.float64)
     with torch.no_grad():
         other.step(frame)  # fills the cache
-        for m in (base, other):  # an in-place update, as an optimiser does
+        for m in (base, other):  # in-place updates, as an optimiser does
             m.memory.layers[0].conv.weight.mul_(1.5)
+            m.flow.net[0].weight.mul_(-2.0)
         y0, _, _ = base.step(frame)
         y1, _, _ = other.step(frame)
     assert _rel(y1, y0) < 1e-10

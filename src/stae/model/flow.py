@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from stae.model.fftconv import fft_conv2d
+from stae.model.fftconv import fft_conv2d, fft_plan, kernel_spectrum
 
 HUBER_DELTA = 1e-3  # delta of eq. (2)-(3)
 HUBER_WEIGHT = 1e-2  # w_H of eq. (5)
@@ -38,6 +38,7 @@ class FlowRegressor(nn.Module):
         self.use_1x1 = use_1x1
         # Performance option (ModelConfig.fft_conv): the two k x k convolutions through FFTs.
         self.fft = False
+        self._spec_cache: dict = {}
 
     def init_parameters(self) -> None:
         """Sec. 4: xavier for the convolutions; the 1x1 conv starts at zero (identity warp)."""
@@ -47,12 +48,27 @@ class FlowRegressor(nn.Module):
         if self.use_1x1:
             nn.init.zeros_(self.net[-1].weight)
 
+    def _spectrum(self, layer: nn.Conv2d, y: torch.Tensor) -> Optional[torch.Tensor]:
+        """The layer's kernel spectrum, cached without autograd (streaming) until its weight
+        changes; None (computed in the call) when gradients are needed."""
+        if torch.is_grad_enabled():
+            return None
+        wt = layer.weight
+        plan = fft_plan(y.shape[-2], y.shape[-1], wt.shape[-1])
+        key = (plan, wt.data_ptr(), wt._version, wt.dtype)
+        hit = self._spec_cache.get(id(layer))
+        if hit is None or hit[0] != key:
+            with torch.autocast(wt.device.type, enabled=False):
+                hit = (key, kernel_spectrum(wt, plan))
+            self._spec_cache[id(layer)] = hit
+        return hit[1]
+
     def forward(self, m: torch.Tensor) -> torch.Tensor:
         if self.fft:
             y = m
             for layer in self.net:
                 # The large kernels go through FFTs; the 1x1 conv stays direct.
-                y = fft_conv2d(y, layer.weight, layer.bias) if layer.kernel_size[0] > 1 else layer(y)
+                y = fft_conv2d(y, layer.weight, layer.bias, self._spectrum(layer, y)) if layer.kernel_size[0] > 1 else layer(y)
         else:
             y = self.net(m)
         flow = y * self.scale.view(1, 2, 1, 1)

@@ -11,7 +11,9 @@ Performance options (ModelConfig ``fft_conv``, ``checkpoint_time``; off by defau
 * ``fft``: the cell's convolution is computed in the frequency domain (``fftconv``). Over a
   clip (:meth:`ConvLSTMMemory.run`) the kernel spectrum is computed once and the spectra of
   x_t for all T steps in one transform; per step one matmul on cat(x^_t, h^_{t-1}) and one
-  inverse FFT give the gates.
+  inverse FFT give the gates. One step at a time (:meth:`ConvLSTMMemory.forward`, streaming)
+  uses overlap-save FFTs on 8x8 tiles, whose kernel spectrum is 6x smaller (cached while
+  the weights do not change).
 * ``checkpoint``: :meth:`ConvLSTMMemory.run` recomputes each time step in the backward pass
   (``torch.utils.checkpoint``) instead of storing its gate activations: activation memory
   no longer grows with the gates of every step, so tau = 19 fits where tau = 10 did.
@@ -93,16 +95,21 @@ class ConvLSTMCell(nn.Module):
             h = torch.sigmoid(o) * torch.tanh(c)
         return h, c
 
-    def forward_fft(self, x: torch.Tensor, state: Optional[LayerState],
-                    w_spec: Optional[torch.Tensor] = None) -> LayerState:
-        """:meth:`forward` through the FFT path (for streaming: pass a cached ``w_spec``).
-        x and the state are (B, ., h, w) as in :meth:`forward`."""
-        plan = fftconv.fft_plan(x.shape[-2], x.shape[-1], self.conv.kernel_size[0])
-        if w_spec is None:
-            w_spec = self.spectrum(plan)
-        h_prev, c_prev = (None, None) if state is None else (_to_hwnc(state[0]), _to_hwnc(state[1]))
-        h, c = self.fft_step(fftconv.input_spectrum_hwnc(_to_hwnc(x), plan), h_prev, c_prev, w_spec, plan)
-        return _to_nchw(h), _to_nchw(c)
+    def tiled_spectrum(self, tp: fftconv.TilePlan) -> torch.Tensor:
+        """Kernel spectrum for the tiled (overlap-save) FFT convolution of :meth:`forward_tiled`."""
+        with torch.autocast(self.conv.weight.device.type, enabled=False):
+            return fftconv.tiled_kernel_spectrum(self.conv.weight, tp)
+
+    def forward_tiled(self, x: torch.Tensor, state: Optional[LayerState], k_spec: torch.Tensor,
+                      tp: fftconv.TilePlan) -> LayerState:
+        """:meth:`forward` with the convolution by overlap-save FFTs on 8x8 tiles (streaming:
+        the kernel spectrum is small and independent of the frame size). Float32 out."""
+        h_prev, c_prev = self.zero_state(x) if state is None else state
+        gates = fftconv.tiled_conv2d(torch.cat((x, h_prev.to(x.dtype)), dim=1), k_spec, tp, self.conv.bias)
+        i, f, g, o = gates.chunk(4, dim=1)
+        c = torch.sigmoid(f) * c_prev.to(gates.dtype) + torch.sigmoid(i) * torch.tanh(g)
+        h = torch.sigmoid(o) * torch.tanh(c)
+        return h, c
 
 
 def _to_hwnc(x: torch.Tensor) -> torch.Tensor:
@@ -178,24 +185,25 @@ class ConvLSTMMemory(nn.Module):
             inp = h
         return inp, new_state
 
-    def _cached_spectra(self, plan: fftconv.FFTPlan) -> list[torch.Tensor]:
-        """Kernel spectra for streaming. Without autograd they are cached and recomputed only
-        when a weight changes (its version counter or storage) or the map size does."""
+    def _cached_spectra(self, tp: fftconv.TilePlan) -> list[torch.Tensor]:
+        """Tiled kernel spectra for streaming. Without autograd they are cached and recomputed
+        only when a weight changes (its version counter or storage)."""
         if torch.is_grad_enabled():
-            return [layer.spectrum(plan) for layer in self.layers]
-        key = (plan,) + tuple((l.conv.weight.data_ptr(), l.conv.weight._version, l.conv.weight.dtype)
-                              for l in self.layers)
+            return [layer.tiled_spectrum(tp) for layer in self.layers]
+        key = (tp,) + tuple((l.conv.weight.data_ptr(), l.conv.weight._version, l.conv.weight.dtype)
+                            for l in self.layers)
         if self._spectra_cache is None or self._spectra_cache[0] != key:
-            self._spectra_cache = (key, [layer.spectrum(plan) for layer in self.layers])
+            self._spectra_cache = (key, [layer.tiled_spectrum(tp) for layer in self.layers])
         return self._spectra_cache[1]
 
     def _forward_fft(self, x: torch.Tensor, state: Optional[list[LayerState]]
                      ) -> tuple[torch.Tensor, list[LayerState]]:
-        plan = fftconv.fft_plan(x.shape[-2], x.shape[-1], self.layers[0].conv.kernel_size[0])
+        """One step (streaming) with tiled FFT convolutions."""
+        tp = fftconv.tile_plan(self.layers[0].conv.kernel_size[0])
         new_state = []
         inp = x
-        for k, (layer, w_spec) in enumerate(zip(self.layers, self._cached_spectra(plan))):
-            h, c = layer.forward_fft(inp, None if state is None else state[k], w_spec)
+        for k, (layer, k_spec) in enumerate(zip(self.layers, self._cached_spectra(tp))):
+            h, c = layer.forward_tiled(inp, None if state is None else state[k], k_spec, tp)
             new_state.append((h, c))
             inp = h
         return inp, new_state

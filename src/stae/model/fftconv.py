@@ -24,8 +24,10 @@ adjoint of each linear map), which is again FFT-sized work.
 Spectra are laid out frequency-major for batched complex matmuls:
 input (F, N_batch, C_in), kernel (F, C_in, C_out), F = N_h * (N_w // 2 + 1). The ``_hwnc``
 variants take and give spatial-major maps (h, w, N, C), whose FFT over the two leading
-dimensions is already frequency-major: no transposes in either pass (the memory keeps its
-state in that layout between steps).
+dimensions is already frequency-major, with no explicit permutes (the memory keeps its state
+in that layout between steps). :func:`tiled_conv2d` (overlap-save on small tiles, transforms
+as DFT matmuls) serves single-frame streaming, where the whole-map kernel spectrum would be
+the cost.
 """
 
 from __future__ import annotations

@@ -12,8 +12,8 @@ Performance options (ModelConfig ``fft_conv``, ``checkpoint_time``; off by defau
   clip (:meth:`ConvLSTMMemory.run`) the kernel spectrum is computed once and the spectra of
   x_t for all T steps in one transform; per step one matmul on cat(x^_t, h^_{t-1}) and one
   inverse FFT give the gates. One step at a time (:meth:`ConvLSTMMemory.forward`, streaming)
-  uses overlap-save FFTs on 8x8 tiles, whose kernel spectrum is 6x smaller (cached while
-  the weights do not change).
+  uses overlap-save on 8x8 tiles (``fftconv.tiled_conv2d``), whose kernel spectrum is 6x
+  smaller, cached while the weights do not change.
 * ``checkpoint``: :meth:`ConvLSTMMemory.run` recomputes each time step in the backward pass
   (``torch.utils.checkpoint``) instead of storing its gate activations: activation memory
   no longer grows with the gates of every step, so tau = 19 fits where tau = 10 did.
@@ -21,7 +21,7 @@ Performance options (ModelConfig ``fft_conv``, ``checkpoint_time``; off by defau
 
 from __future__ import annotations
 
-from typing import Callable, Optional
+from typing import Optional
 
 import torch
 from torch import nn
@@ -75,7 +75,7 @@ class ConvLSTMCell(nn.Module):
 
         x_spec (F, B, d): spectrum of x_t (``fftconv.input_spectrum_hwnc``); h_prev, c_prev
         (h, w, B, d_m) or None for the zero state; w_spec from :meth:`spectrum`; ``w_adj`` =
-        ``fftconv.adjoint(w_spec)``, computed once per clip for the backward pass. The x- and
+        its adjoint (``fftconv.kernel_adjoint``), computed once per clip for the backward pass. The x- and
         h-parts are mixed in one matmul on cat(x^, h^) and transformed back with one inverse
         FFT. Returns (h_t, c_t), each (h, w, B, d_m).
         """
@@ -102,8 +102,8 @@ class ConvLSTMCell(nn.Module):
 
     def forward_tiled(self, x: torch.Tensor, state: Optional[LayerState], k_spec: torch.Tensor,
                       tp: fftconv.TilePlan) -> LayerState:
-        """:meth:`forward` with the convolution by overlap-save FFTs on 8x8 tiles (streaming:
-        the kernel spectrum is small and independent of the frame size). Float32 out."""
+        """:meth:`forward` with the convolution by overlap-save on 8x8 tiles (streaming: the
+        kernel spectrum is small and independent of the frame size). Float32 out."""
         h_prev, c_prev = self.zero_state(x) if state is None else state
         gates = fftconv.tiled_conv2d(torch.cat((x, h_prev.to(x.dtype)), dim=1), k_spec, tp, self.conv.bias)
         i, f, g, o = gates.chunk(4, dim=1)
@@ -220,8 +220,8 @@ class ConvLSTMMemory(nn.Module):
             return _run_loop(self, xs, state, self.checkpoint)
         b, t = xs.shape[:2]
         plan = fftconv.fft_plan(xs.shape[-2], xs.shape[-1], self.layers[0].conv.kernel_size[0])
-        # Spatial-major, time-major rows: (h, w, T * B, d). The FFTs then need no transposes
-        # and each step's rows are one contiguous block.
+        # Spatial-major with time-major rows: (h, w, T * B, d). Each step's rows are one block,
+        # and the spectra come out frequency-major (F, T * B, d) with no explicit permute.
         inp = xs.permute(3, 4, 1, 0, 2).reshape(*xs.shape[-2:], t * b, xs.shape[2])
         new_state = []
         for k, layer in enumerate(self.layers):
@@ -243,7 +243,6 @@ class ConvLSTMMemory(nn.Module):
             inp = torch.stack(hs, 2).flatten(2, 3)  # (h, w, T * B, d_m)
         # (h, w, T * B, d_m) -> (B, T, d_m, h, w)
         return inp.unflatten(2, (t, b)).permute(3, 2, 4, 0, 1), new_state
-        return inp, new_state
 
 
 def _run_loop(memory: nn.Module, xs: torch.Tensor, state: Optional[list[LayerState]], checkpoint: bool
@@ -251,13 +250,12 @@ def _run_loop(memory: nn.Module, xs: torch.Tensor, state: Optional[list[LayerSta
     """x (B, T, ...) -> stacked per-step outputs (B, T, ...) and the final state, one
     ``memory(x_t, state)`` call per step; with ``checkpoint`` each step is recomputed in the
     backward pass instead of storing its activations."""
-    step: Callable = memory
     ms = []
-    for x in xs.unbind(1):
+    for x in xs.unbind(1):  # unbind: its backward stacks the T gradients once
         if checkpoint and torch.is_grad_enabled():
-            m, state = _checkpoint(step, x, state, use_reentrant=False)
+            m, state = _checkpoint(memory, x, state, use_reentrant=False)
         else:
-            m, state = step(x, state)
+            m, state = memory(x, state)
         ms.append(m)
     return torch.stack(ms, 1), state
 

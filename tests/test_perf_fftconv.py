@@ -72,6 +72,22 @@ def test_spectral_mix_with_precomputed_adjoint_gradients():
         assert torch.allclose(a, b, rtol=1e-12, atol=1e-12)
 
 
+def test_grad_sink_accumulates_kernel_gradient():
+    g = torch.Generator().manual_seed(6)
+    xs = [torch.randn(6, 2, 3, generator=g, dtype=torch.complex128, requires_grad=True) for _ in range(4)]
+    w = torch.randn(6, 3, 4, generator=g, dtype=torch.complex128, requires_grad=True)
+    targets = [torch.randn(6, 2, 4, generator=g, dtype=torch.complex128) for _ in range(4)]
+    sink = fftconv.GradSink()
+    ws = sink.attach(w)
+    loss = sum(((fftconv.spectral_mix(x, ws, None, sink) - t).abs() ** 2).sum() for x, t in zip(xs, targets))
+    loss = loss + (ws.abs() ** 2).sum()  # a direct use too: its gradient is added to the sink's
+    grads = torch.autograd.grad(loss, xs + [w])
+    loss_ref = sum(((torch.bmm(x, w) - t).abs() ** 2).sum() for x, t in zip(xs, targets)) + (w.abs() ** 2).sum()
+    for a, b in zip(grads, torch.autograd.grad(loss_ref, xs + [w])):
+        assert torch.allclose(a, b, rtol=1e-12, atol=1e-12)
+    assert sink.acc is None  # handed out, so a second backward would start afresh
+
+
 def test_kernel_adjoint_is_conjugate_transpose():
     wt = torch.randn(5, 3, 7, 7, dtype=torch.float64)
     plan = fft_plan(10, 12, 7)

@@ -38,7 +38,7 @@ from typing import NamedTuple, Optional
 import torch
 import torch.nn.functional as F
 
-__all__ = ["FFTPlan", "fft_plan", "kernel_spectrum", "input_spectrum", "spectral_mix", "adjoint", "kernel_adjoint",
+__all__ = ["FFTPlan", "fft_plan", "kernel_spectrum", "input_spectrum", "spectral_mix", "GradSink", "adjoint", "kernel_adjoint",
            "output_from_spectrum", "input_spectrum_hwnc", "output_from_spectrum_hwnc", "fft_conv2d",
            "TilePlan", "tile_plan", "tiled_kernel_spectrum", "tiled_conv2d"]
 
@@ -150,6 +150,39 @@ def input_spectrum(x: torch.Tensor, plan: FFTPlan) -> torch.Tensor:
     return spec.flatten(2).permute(2, 0, 1).contiguous()
 
 
+class GradSink:
+    """Accumulates the kernel gradient of several :func:`spectral_mix` calls in place.
+
+    When one kernel spectrum mixes T inputs (the memory's time steps), autograd would compute
+    T separate (F, C_in, C_out) gradients and add them one by one. With a sink, each
+    backward adds its product into one buffer (``baddbmm_``: the sum happens inside the
+    matmul), and the kernel receives the total once, through :meth:`attach`'s node, which
+    autograd runs after every mix that used the attached kernel.
+    """
+
+    def __init__(self) -> None:
+        self.acc: Optional[torch.Tensor] = None
+
+    def attach(self, k_spec: torch.Tensor) -> torch.Tensor:
+        """The kernel spectrum to pass to :func:`spectral_mix` together with this sink."""
+        return _Sink.apply(k_spec, self)
+
+
+class _Sink(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, k_spec: torch.Tensor, sink: GradSink) -> torch.Tensor:
+        ctx.sink = sink
+        ctx.set_materialize_grads(False)
+        return k_spec.view_as(k_spec)
+
+    @staticmethod
+    def backward(ctx, g: Optional[torch.Tensor]):
+        acc, ctx.sink.acc = ctx.sink.acc, None  # hand out once (a second backward starts afresh)
+        if g is not None:
+            acc = g if acc is None else acc + g
+        return acc, None
+
+
 class _SpectralMix(torch.autograd.Function):
     """Batched complex matmul with explicit, contiguous layouts in both passes.
 
@@ -161,9 +194,11 @@ class _SpectralMix(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, w: torch.Tensor, w_adj: Optional[torch.Tensor]) -> torch.Tensor:
+    def forward(ctx, x: torch.Tensor, w: torch.Tensor, w_adj: Optional[torch.Tensor],
+                sink: Optional[GradSink]) -> torch.Tensor:
         x = x.contiguous()
         ctx.save_for_backward(x, w, w_adj)
+        ctx.sink = sink
         return torch.bmm(x, w)
 
     @staticmethod
@@ -176,8 +211,15 @@ class _SpectralMix(torch.autograd.Function):
                 w_adj = _adjoint(w)
             gx = torch.bmm(gy, w_adj)  # dL/dx* = gy W^H
         if ctx.needs_input_grad[1]:
-            gw = torch.bmm(x.transpose(1, 2).conj().resolve_conj(), gy)  # x^H gy
-        return gx, gw, None
+            x_h = x.transpose(1, 2).conj().resolve_conj()
+            sink = ctx.sink
+            if sink is None:
+                gw = torch.bmm(x_h, gy)  # x^H gy
+            elif sink.acc is None:
+                sink.acc = torch.bmm(x_h, gy)
+            else:
+                sink.acc.baddbmm_(x_h, gy)
+        return gx, gw, None, None
 
 
 def _adjoint(w: torch.Tensor) -> torch.Tensor:
@@ -185,12 +227,15 @@ def _adjoint(w: torch.Tensor) -> torch.Tensor:
     return w.detach().transpose(1, 2).conj().resolve_conj().contiguous()
 
 
-def spectral_mix(x_spec: torch.Tensor, k_spec: torch.Tensor, k_adj: Optional[torch.Tensor] = None) -> torch.Tensor:
+def spectral_mix(x_spec: torch.Tensor, k_spec: torch.Tensor, k_adj: Optional[torch.Tensor] = None,
+                 sink: Optional[GradSink] = None) -> torch.Tensor:
     """Per-frequency channel mixing: (F, N, C_in) @ (F, C_in, C_out) -> (F, N, C_out).
 
     ``k_adj`` (optional) is ``adjoint(k_spec)``, reused by the backward pass when the same
-    kernel mixes many inputs (a detached constant; gradients still reach ``k_spec``)."""
-    return _SpectralMix.apply(x_spec, k_spec, k_adj)
+    kernel mixes many inputs (a detached constant; gradients still reach ``k_spec``).
+    ``sink`` (optional): a :class:`GradSink` whose ``attach`` produced ``k_spec``; the
+    kernel gradient is then accumulated there instead of returned per call."""
+    return _SpectralMix.apply(x_spec, k_spec, k_adj, sink)
 
 
 def adjoint(k_spec: torch.Tensor) -> torch.Tensor:

@@ -70,12 +70,14 @@ class ConvLSTMCell(nn.Module):
             return fftconv.kernel_spectrum(self.conv.weight, plan)
 
     def fft_step(self, x_spec: torch.Tensor, h_prev: Optional[torch.Tensor], c_prev: Optional[torch.Tensor],
-                 w_spec: torch.Tensor, plan: fftconv.FFTPlan, w_adj: Optional[torch.Tensor] = None) -> LayerState:
+                 w_spec: torch.Tensor, plan: fftconv.FFTPlan, w_adj: Optional[torch.Tensor] = None,
+                 sink: Optional[fftconv.GradSink] = None) -> LayerState:
         """One step of eq. (1) in the frequency domain, on spatial-major maps.
 
         x_spec (F, B, d): spectrum of x_t (``fftconv.input_spectrum_hwnc``); h_prev, c_prev
         (h, w, B, d_m) or None for the zero state; w_spec from :meth:`spectrum`; ``w_adj`` =
-        its adjoint (``fftconv.kernel_adjoint``), computed once per clip for the backward pass. The x- and
+        its adjoint (``fftconv.kernel_adjoint``), computed once per clip for the backward pass;
+        ``sink``: the ``fftconv.GradSink`` that ``w_spec`` is attached to, if any. The x- and
         h-parts are mixed in one matmul on cat(x^, h^) and transformed back with one inverse
         FFT. Returns (h_t, c_t), each (h, w, B, d_m).
         """
@@ -86,7 +88,7 @@ class ConvLSTMCell(nn.Module):
                 h_spec = x_spec.new_zeros(*x_spec.shape[:2], self.hidden)
             else:
                 h_spec = fftconv.input_spectrum_hwnc(h_prev, plan)
-            z = fftconv.spectral_mix(torch.cat((x_spec, h_spec), dim=2), w_spec, w_adj)
+            z = fftconv.spectral_mix(torch.cat((x_spec, h_spec), dim=2), w_spec, w_adj, sink)
             gates = fftconv.output_from_spectrum_hwnc(z, plan) + self.conv.bias  # (h, w, B, 4 d_m)
             i, f, g, o = gates.chunk(4, dim=-1)
             c = torch.sigmoid(i) * torch.tanh(g)
@@ -226,7 +228,11 @@ class ConvLSTMMemory(nn.Module):
         new_state = []
         for k, layer in enumerate(self.layers):
             w_spec = layer.spectrum(plan)  # once per clip, shared by all steps and the batch
-            w_adj = fftconv.kernel_adjoint(layer.conv.weight, plan) if torch.is_grad_enabled() else None
+            w_adj = sink = None
+            if torch.is_grad_enabled():
+                w_adj = fftconv.kernel_adjoint(layer.conv.weight, plan)
+                sink = fftconv.GradSink()  # the T steps' kernel gradients summed in place
+                w_spec = sink.attach(w_spec)
             # Spectra of x_t for all steps in one transform, split per step; split rather than
             # indexing: its backward concatenates the T gradients once instead of scattering
             # each into a zero tensor of the whole clip.
@@ -235,9 +241,9 @@ class ConvLSTMMemory(nn.Module):
             hs = []
             for x_spec in x_specs:
                 if self.checkpoint and torch.is_grad_enabled():
-                    h, c = _checkpoint(layer.fft_step, x_spec, h, c, w_spec, plan, w_adj, use_reentrant=False)
+                    h, c = _checkpoint(layer.fft_step, x_spec, h, c, w_spec, plan, w_adj, sink, use_reentrant=False)
                 else:
-                    h, c = layer.fft_step(x_spec, h, c, w_spec, plan, w_adj)
+                    h, c = layer.fft_step(x_spec, h, c, w_spec, plan, w_adj, sink)
                 hs.append(h)
             new_state.append((_to_nchw(h), _to_nchw(c)))
             inp = torch.stack(hs, 2).flatten(2, 3)  # (h, w, T * B, d_m)

@@ -15,7 +15,6 @@ The ``model`` section takes ``preset`` (a Table 2 name, default the vanilla mode
 from __future__ import annotations
 
 import dataclasses
-import tomllib
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -130,14 +129,19 @@ def read_config_file(path: Union[str, Path]) -> dict[str, Any]:
     if not p.is_file():
         raise StaeError(f"config file not found: {p}")
     text = p.read_text()
+    is_toml = p.suffix.lower() == ".toml"
     try:
-        if p.suffix.lower() == ".toml":
-            d = tomllib.loads(text)
-        else:
-            d = yaml.safe_load(text)
-    except (yaml.YAMLError, tomllib.TOMLDecodeError) as e:
-        raise StaeError(f"{p}: not valid {'TOML' if p.suffix.lower() == '.toml' else 'YAML'}: "
-                        f"{str(e).splitlines()[0]}") from None
+        import tomllib  # Python >= 3.11
+    except ImportError:
+        if is_toml:
+            raise StaeError(f"{p}: TOML configs need Python 3.11 or later; use YAML") from None
+        tomllib = None
+    try:
+        d = tomllib.loads(text) if is_toml else yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise StaeError(f"{p}: not valid YAML: {str(e).splitlines()[0]}") from None
+    except ValueError as e:  # tomllib.TOMLDecodeError
+        raise StaeError(f"{p}: not valid TOML: {str(e).splitlines()[0]}") from None
     if d is None:
         return {}
     if not isinstance(d, dict):

@@ -36,6 +36,7 @@ PRESET = "conv-1enc-1lstm"
 VARIANTS: list[tuple[str, str, dict, int, bool]] = [
     ("reference", "reference (8 gate convs, per-step)", {}, 1, False),
     ("default-b1-fp32", "stae defaults (fused direct conv)", {}, 1, False),
+    ("default-b1-bf16", "stae defaults (fused direct conv)", {}, 1, True),
     ("default-b16-fp32", "stae defaults (fused direct conv)", {}, 16, False),
     ("default-b16-bf16", "stae defaults (fused direct conv)", {}, 16, True),
     ("fft-b16-fp32", "stae fft_conv", {"fft_conv": True}, 16, False),

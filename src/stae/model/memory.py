@@ -97,6 +97,12 @@ class ConvLSTMCell(nn.Module):
             h = torch.sigmoid(o) * torch.tanh(c)
         return h, c
 
+    def fft_step_map(self, x: torch.Tensor, h_prev: Optional[torch.Tensor], c_prev: Optional[torch.Tensor],
+                     w_spec: torch.Tensor, plan: fftconv.FFTPlan, w_adj: Optional[torch.Tensor] = None,
+                     sink: Optional[fftconv.GradSink] = None) -> LayerState:
+        """:meth:`fft_step` from the map x_t (h, w, B, d) instead of its spectrum."""
+        return self.fft_step(fftconv.input_spectrum_hwnc(x, plan), h_prev, c_prev, w_spec, plan, w_adj, sink)
+
     def tiled_spectrum(self, tp: fftconv.TilePlan) -> torch.Tensor:
         """Kernel spectrum for the tiled (overlap-save) FFT convolution of :meth:`forward_tiled`."""
         with torch.autocast(self.conv.weight.device.type, enabled=False):
@@ -233,18 +239,21 @@ class ConvLSTMMemory(nn.Module):
                 w_adj = fftconv.kernel_adjoint(layer.conv.weight, plan)
                 sink = fftconv.GradSink()  # the T steps' kernel gradients summed in place
                 w_spec = sink.attach(w_spec)
-            # Spectra of x_t for all steps in one transform, split per step; split rather than
-            # indexing: its backward concatenates the T gradients once instead of scattering
-            # each into a zero tensor of the whole clip.
-            x_specs = fftconv.input_spectrum_hwnc(inp, plan).split(b, dim=1)
             h, c = (None, None) if state is None else (_to_hwnc(state[k][0]), _to_hwnc(state[k][1]))
             hs = []
-            for x_spec in x_specs:
-                if self.checkpoint and torch.is_grad_enabled():
-                    h, c = _checkpoint(layer.fft_step, x_spec, h, c, w_spec, plan, w_adj, sink, use_reentrant=False)
-                else:
+            if self.checkpoint and torch.is_grad_enabled():
+                # Each step transforms its own x_t inside the checkpoint: no spectra of the
+                # whole clip (nor their gradients) are held at once.
+                for x in inp.split(b, dim=2):
+                    h, c = _checkpoint(layer.fft_step_map, x, h, c, w_spec, plan, w_adj, sink, use_reentrant=False)
+                    hs.append(h)
+            else:
+                # Spectra of x_t for all steps in one transform, split per step; split rather
+                # than indexing: its backward concatenates the T gradients once instead of
+                # scattering each into a zero tensor of the whole clip.
+                for x_spec in fftconv.input_spectrum_hwnc(inp, plan).split(b, dim=1):
                     h, c = layer.fft_step(x_spec, h, c, w_spec, plan, w_adj, sink)
-                hs.append(h)
+                    hs.append(h)
             new_state.append((_to_nchw(h), _to_nchw(c)))
             inp = torch.stack(hs, 2).flatten(2, 3)  # (h, w, T * B, d_m)
         # (h, w, T * B, d_m) -> (B, T, d_m, h, w)

@@ -1,7 +1,8 @@
 """Does bf16 autocast train as well as fp32? Trains the vanilla model twice from the same
 seed on the same generated clips -- once in fp32, once under bf16 autocast -- and compares the
-validation loss (eq. 5, evaluated in fp32) after a short run; the requirement is agreement
-within 2 %.
+validation loss (eq. 5, evaluated in fp32; the mean over the evaluations of the last third
+of a short run); the requirement is agreement within 2 %. A second fp32 run with another seed
+gives the run-to-run spread against which the difference is judged.
 
 Data: a tiny self-contained moving-squares generator (bright squares bouncing in a 32x32
 frame), so the run needs no files and finishes in minutes on two cores.
@@ -51,15 +52,26 @@ def moving_squares(n: int, frames: int, size: int = 32, seed: int = 0) -> torch.
     return clips
 
 
+def _val_loss(model: torch.nn.Module, val_clips: torch.Tensor) -> float:
+    """Eq. (5) on the validation clips, in fp32 (both runs are evaluated alike)."""
+    model.eval()
+    with torch.no_grad():
+        out = model(val_clips[:, :-1])
+        val = float(objective(out.frames, out.logits, out.flows, val_clips[:, 1:])["total"])
+    model.train()
+    return val
+
+
 def train(bf16: bool, train_clips: torch.Tensor, val_clips: torch.Tensor, steps: int, batch: int,
-          lr: float, seed: int) -> dict:
+          lr: float, seed: int, eval_every: int) -> dict:
     torch.manual_seed(seed)
     model = build_model(PRESET)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     order = torch.randperm(len(train_clips), generator=torch.Generator().manual_seed(seed))
-    losses = []
-    t0 = time.perf_counter()
+    losses, curve = [], []
+    seconds = 0.0
     for s in range(steps):
+        t0 = time.perf_counter()
         idx = order[(s * batch) % len(order):][:batch]
         if len(idx) < batch:
             idx = order[:batch]
@@ -70,23 +82,28 @@ def train(bf16: bool, train_clips: torch.Tensor, val_clips: torch.Tensor, steps:
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        seconds += time.perf_counter() - t0
         losses.append(float(loss.detach()))
-    seconds = time.perf_counter() - t0
-    model.eval()
-    with torch.no_grad():  # validation in fp32 for both runs
-        out = model(val_clips[:, :-1])
-        val = float(objective(out.frames, out.logits, out.flows, val_clips[:, 1:])["total"])
+        if (s + 1) % eval_every == 0 or s + 1 == steps:
+            curve.append((s + 1, _val_loss(model, val_clips)))
+    # The figure compared: the mean validation loss over the evaluations of the last third
+    # of the run (one evaluation alone moves by a few % from step to step).
+    late = [v for st, v in curve if st > steps * 2 / 3] or [curve[-1][1]]
     tail = losses[-20:]
-    return {"dtype": "bf16 autocast" if bf16 else "fp32", "val_loss": val, "train_loss_last20": sum(tail) / len(tail),
+    return {"dtype": "bf16 autocast" if bf16 else "fp32", "val_loss": sum(late) / len(late),
+            "val_loss_final": curve[-1][1], "val_curve": curve, "train_loss_last20": sum(tail) / len(tail),
             "train_loss_first": losses[0], "seconds": seconds}
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--steps", type=int, default=200)
+    ap.add_argument("--steps", type=int, default=300)
+    ap.add_argument("--eval-every", type=int, default=25, help="validation every N steps (default 25)")
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--tau", type=int, default=8, help="input frames per clip (default 8)")
-    ap.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default 1e-3)")
+    # 3e-4: at 1e-3 two fp32 runs that differ only in the seed already end ~9 % apart after
+    # 300 steps, too noisy to resolve a 2 % criterion; at 3e-4 they agree within ~1 %.
+    ap.add_argument("--lr", type=float, default=3e-4, help="Adam learning rate (default 3e-4)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-noise-floor", action="store_true", help="skip the second fp32 run (another seed)")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: all available cores)")
@@ -96,13 +113,13 @@ def main(argv: list[str] | None = None) -> int:
     m = pc.machine()
     train_clips = moving_squares(256, args.tau + 1, seed=1)
     val_clips = moving_squares(32, args.tau + 1, seed=2)
-    rows = [train(bf16, train_clips, val_clips, args.steps, args.batch, args.lr, args.seed) for bf16 in (False, True)]
+    rows = [train(bf16, train_clips, val_clips, args.steps, args.batch, args.lr, args.seed, args.eval_every) for bf16 in (False, True)]
     rel = abs(rows[1]["val_loss"] - rows[0]["val_loss"]) / rows[0]["val_loss"]
     noise = None
     if not args.no_noise_floor:
         # The run-to-run spread of fp32 itself (another seed: initialisation and data order),
         # the scale against which the bf16 difference is judged.
-        rows.append(train(False, train_clips, val_clips, args.steps, args.batch, args.lr, args.seed + 1))
+        rows.append(train(False, train_clips, val_clips, args.steps, args.batch, args.lr, args.seed + 1, args.eval_every))
         rows[-1]["dtype"] = f"fp32, seed {args.seed + 1}"
         noise = abs(rows[2]["val_loss"] - rows[0]["val_loss"]) / rows[0]["val_loss"]
     res = {"benchmark": "bf16", "preset": PRESET, "steps": args.steps, "batch": args.batch, "tau": args.tau,
@@ -112,7 +129,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"bf16 vs fp32 training, {args.steps} steps, batch {args.batch}, tau={args.tau}, 32x32 moving squares "
           f"-- {pc.machine_line(m)}")
     print(pc.table(rows, [("dtype", "dtype"), ("train_loss_first", "first train loss"),
-                          ("train_loss_last20", "train loss (last 20)"), ("val_loss", "validation loss (fp32 eval)"),
+                          ("train_loss_last20", "train loss (last 20)"), ("val_loss_final", "final validation loss"),
+                          ("val_loss", "validation loss, mean of last third"),
                           ("seconds", "train time (s)")]))
     print(f"validation loss relative difference bf16 vs fp32 (same seed): {100 * rel:.2f} % "
           f"({'within' if rel <= 0.02 else 'NOT within'} 2 %)")

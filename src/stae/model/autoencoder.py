@@ -99,7 +99,7 @@ class SpatioTemporalAutoencoder(nn.Module):
         if not self.config.subpixel_decoder:
             return self.decoder(x)
         layers = list(self.decoder.net)
-        for up, conv in zip(layers[0::2], layers[1::2]):
+        for conv in layers[1::2]:  # (Upsample, Conv2d) pairs
             x = upsample_conv2d(x, conv.weight, conv.bias)
         return x
 

@@ -23,6 +23,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 # processes a spinning OpenMP thread burns the time slice its partner needs, which slowed
 # two-thread convolutions here by 2x or more; without other load it costs little. Set before
 # torch loads (import this module first); an explicit OMP_WAIT_POLICY in the environment wins.
+OMP_WAIT_POLICY_FROM_USER = os.environ.get("OMP_WAIT_POLICY")
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 

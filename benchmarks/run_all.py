@@ -112,7 +112,10 @@ def main(argv: list[str] | None = None) -> int:
             before = list(__import__("os").getloadavg())
             t0 = time.perf_counter()
             print(f"== {name}: {' '.join(Path(c).name if i < 2 else c for i, c in enumerate(cmd))}", flush=True)
-            rc = subprocess.run(cmd).returncode
+            env = dict(__import__("os").environ)
+            if pc.OMP_WAIT_POLICY_FROM_USER is None:  # let each benchmark choose its own default
+                env.pop("OMP_WAIT_POLICY", None)
+            rc = subprocess.run(cmd, env=env).returncode
             loads[name] = {"loadavg_before": before, "seconds": time.perf_counter() - t0, "returncode": rc}
             if rc != 0:
                 print(f"run_all: {name} failed with exit code {rc}", file=sys.stderr)

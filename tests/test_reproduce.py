@@ -1,6 +1,6 @@
 """scripts/reproduce.py, piece by piece (the whole --quick run trains six models: minutes, not
 seconds). Runs are faked: a tiny untrained model saved as a step checkpoint, a metrics.jsonl
-and a train_result.json, which is exactly what the stages read."""
+and a result.json, which is exactly what the stages read."""
 
 import importlib.util
 import json
@@ -43,7 +43,7 @@ def fake_run(runs: Path, name: str, output: str = "sigmoid", steps: int = 4) -> 
     summary = {"preset": "conv-1enc-1lstm", "recipe": "fast", "optimizer": "adamw", "lr": 2e-3, "schedule": "onecycle",
                "batch_size": 2, "loss": "bce", "loss_steps": "all", "updates": steps, "sequences_seen": 2 * steps,
                "clip_frames": 11, "minutes": 0.1, "stopped": "done", "threads": 1, "max_minutes": 5.0}
-    (run / rp.train_patched.RESULT_NAME).write_text(json.dumps(summary))
+    (run / rp.RESULT_NAME).write_text(json.dumps(summary))
     return run
 
 
@@ -64,7 +64,7 @@ def test_report_without_results_says_not_yet_run(tmp_path):
 def test_missing_run_is_not_trained_with_no_train(tmp_path):
     ctx = ctx_for(tmp_path)
     assert rp.ensure_run(ctx, "t2-vanilla") is None
-    (ctx.runs / "t2-vanilla").mkdir(parents=True)  # in progress: no train_result.json
+    (ctx.runs / "t2-vanilla").mkdir(parents=True)  # in progress: no result.json
     assert rp.ensure_run(ctx, "t2-vanilla") is None
     fake_run(ctx.runs, "t2-conv-2enc-1lstm")
     assert rp.ensure_run(ctx, "t2-conv-2enc-1lstm")["updates"] == 4
@@ -127,41 +127,32 @@ def test_stage_skipped_when_its_json_exists(tmp_path, capsys):
     assert (out / "results.md").is_file()
 
 
-TINY_TRAIN = ["data.size=32", "data.train_sequences=2", "data.val_sequences=2", "data.num_frames=12",
-              "train.max_steps=1", "train.batch_size=1", "checkpoint.every_steps=1", "checkpoint.val_batches=1",
-              "log.tensorboard=false", "log.progress=false", "train.threads=1"]
+TINY_TRAIN = ["data.size=32", "data.num_frames=12", "model.preset=conv-1enc-1lstm"]
 
 
-def _sets(xs):
-    return [a for x in xs for a in ("--set", x)]
-
-
-def test_launcher_trains_binary_runs_and_writes_the_result(tmp_path):
-    # binary data + BCE: the upstream clip_loss passed the flow as logits here and crashed
-    run = tmp_path / "bin"
-    rc = rp.train_patched.main([str(ROOT / "configs/table2-binary.yaml"), *_sets(TINY_TRAIN), "--out", str(run)])
-    assert rc == 0
-    res = json.loads((run / "train_result.json").read_text())
-    assert res["updates"] == 1 and res["sequences_seen"] == 1 and res["stopped"] == "done" and res["binary"]
-    rec = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+def test_train_missing_runs_stae_train_in_lanes(tmp_path, monkeypatch):
+    # Real `stae train` subprocesses, two side by side, with the quick budgets: a binary (BCE)
+    # Table 2 run and a Table 3 run with the intensity term only.
+    ctx = ctx_for(tmp_path, train=True)
+    monkeypatch.setattr(rp, "QUICK_SETS", rp.QUICK_SETS + TINY_TRAIN)
+    (ctx.runs / "t3-gradient").mkdir(parents=True)  # started elsewhere: never retrained
+    rp.train_missing(ctx, ["t2-vanilla", "t3-intensity", "t3-gradient", "t2-vanilla"])
+    assert sorted(p.name for p in ctx.runs.iterdir()) == ["t2-vanilla", "t2-vanilla.log", "t3-gradient",
+                                                          "t3-intensity", "t3-intensity.log"]
+    t2 = rp.ensure_run(ctx, "t2-vanilla")
+    assert (t2["updates"], t2["stopped"], t2["binary"], t2["model_options"]) == (
+        2, "done", True, {"fft_conv": True, "subpixel_decoder": True})
+    rec = [json.loads(x) for x in (ctx.runs / "t2-vanilla" / "metrics.jsonl").read_text().splitlines()]
     assert any("bce" in r for r in rec if r.get("kind") == "train")
+    tr = [json.loads(x) for x in (ctx.runs / "t3-intensity" / "metrics.jsonl").read_text().splitlines()
+          if '"train"' in x]
+    assert "intensity" in tr[-1] and "gradient" not in tr[-1] and "huber" in tr[-1]
+    assert rp.ensure_run(ctx, "t3-gradient") is None  # no result.json: not used, not retrained
+    assert not (ctx.runs / "t3-gradient.log").exists()
 
 
-@pytest.mark.parametrize("terms,present,absent", [("intensity", "intensity", "gradient"),
-                                                  ("gradient", "gradient", "intensity")])
-def test_launcher_loss_terms(tmp_path, terms, present, absent):
-    run = tmp_path / terms
-    rc = rp.train_patched.main([str(ROOT / "configs/table3-float.yaml"), *_sets(TINY_TRAIN + ["model.preset=conv-1enc-1lstm"]),
-                                "--out", str(run), "--loss-terms", terms])
-    assert rc == 0
-    tr = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines() if '"train"' in x]
-    assert present in tr[-1] and absent not in tr[-1] and "huber" in tr[-1]
-    assert json.loads((run / "train_result.json").read_text())["loss_terms"] == terms
-
-
-def test_launcher_restores_the_loop():
-    import stae.training.loop as loop
-    before = loop.clip_loss, loop.loss_weights
-    with rp.train_patched.patched_loop(rp.train_patched.LOSS_TERMS["gradient"]):
-        assert loop.clip_loss is rp.train_patched.clip_loss
-    assert (loop.clip_loss, loop.loss_weights) == before
+def test_run_command_is_stae_train():
+    ctx = rp.Ctx(out=Path("o"), runs=Path("r"), budget=TINY, quick=False, train=True, weights_dir=Path("w"))
+    cmd = rp.run_command(ctx, "t3-both")
+    assert cmd[1:4] == ["-m", "stae", "train"] and cmd[-2:] == ["--out", str(Path("r") / "t3-both")]
+    assert "train.loss=eq5" in cmd and cmd[4].endswith("configs/table3-float.yaml")

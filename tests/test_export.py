@@ -23,10 +23,15 @@ FC = dict(encoder_channels=(4,), memory="fc", fc_hidden=(32, 64), fc_frame_size=
           spatial_kernel=3, flow_1x1=False)
 
 
-@pytest.fixture(scope="module", params=["conv", "fc"])
+# The exact performance options (FFT convolutions, sub-pixel decoder): the export runs the
+# direct convolutions, which must give the eager FFT model's numbers.
+FAST = dict(TINY, fft_conv=True, subpixel_decoder=True)
+
+
+@pytest.fixture(scope="module", params=["conv", "fc", "fast"])
 def model(request):
     torch.manual_seed(0)
-    return build_model(ModelConfig(**(TINY if request.param == "conv" else FC))).eval()
+    return build_model(ModelConfig(**{"conv": TINY, "fc": FC, "fast": FAST}[request.param])).eval()
 
 
 def eager_outputs(model, clip):

@@ -29,3 +29,9 @@ bench: install
 .PHONY: reproduce
 reproduce: install
 	$(PY) scripts/reproduce.py $(ARGS)
+
+# The documentation pictures made by the shipped model (docs/img; scripts/docs_pictures.py).
+# Re-run after replacing src/stae/weights/vanilla-mmnist.safetensors; a few seconds, one thread.
+.PHONY: docs-pictures
+docs-pictures: install
+	OMP_NUM_THREADS=1 $(PY) scripts/docs_pictures.py

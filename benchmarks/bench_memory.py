@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import perf_common as pc  # noqa: E402  (first: sets OMP_WAIT_POLICY before torch loads)
 
 
-from stae.config import FAST  # noqa: E402
+from stae.config import DIRECT, FAST  # noqa: E402
 
 PRESET = "conv-1enc-1lstm"
 BUDGET_GB = 1.5
@@ -29,10 +29,10 @@ _CKPT = {"checkpoint_time": True}
 
 # (name, ModelConfig overrides, tau, bf16 autocast)
 VARIANTS: list[tuple[str, dict, int, bool]] = [
-    ("default", {}, 10, False),
+    ("direct", DIRECT, 10, False),
     ("fast", FAST, 10, False),
-    ("default", {}, 19, False),
-    ("default+checkpoint_time", _CKPT, 19, False),
+    ("direct", DIRECT, 19, False),
+    ("direct+checkpoint_time", {**DIRECT, **_CKPT}, 19, False),
     ("fast", FAST, 19, False),
     ("fast+checkpoint_time", {**FAST, **_CKPT}, 19, False),
 ]

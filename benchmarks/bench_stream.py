@@ -27,7 +27,7 @@ import perf_common as pc  # noqa: E402  (sets OMP_WAIT_POLICY before torch loads
 import torch  # noqa: E402
 
 from reference_model import ReferenceModel  # noqa: E402
-from stae.config import FAST  # noqa: E402
+from stae.config import DIRECT, FAST  # noqa: E402
 from stae.model import build_model  # noqa: E402
 from stae.model.warp import warp  # noqa: E402
 
@@ -35,9 +35,9 @@ PRESET = "conv-1enc-1lstm"
 
 # (name, ModelConfig overrides, bf16 weights)
 VARIANTS: list[tuple[str, dict, bool]] = [
-    ("reference", {}, False),
-    ("direct-fp32", {}, False),
-    ("fft-fp32", {"fft_conv": True}, False),
+    ("reference", DIRECT, False),
+    ("direct-fp32", DIRECT, False),
+    ("fft-fp32", {**DIRECT, "fft_conv": True}, False),
     ("fast-fp32", FAST, False),
 ]
 

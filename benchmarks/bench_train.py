@@ -26,7 +26,7 @@ import perf_common as pc  # noqa: E402  (first: sets OMP_WAIT_POLICY before torc
 import torch  # noqa: E402
 
 from reference_model import ReferenceModel  # noqa: E402
-from stae.config import FAST  # noqa: E402
+from stae.config import DIRECT, FAST  # noqa: E402
 from stae.losses import objective  # noqa: E402
 from stae.model import build_model  # noqa: E402
 
@@ -35,14 +35,14 @@ PRESET = "conv-1enc-1lstm"
 # (name, implementation, ModelConfig overrides, batch, bf16 autocast)
 VARIANTS: list[tuple[str, str, dict, int, bool]] = [
     ("reference", "reference (8 gate convs, per-step)", {}, 1, False),
-    ("default-b1-fp32", "stae defaults (fused direct conv)", {}, 1, False),
-    ("default-b1-bf16", "stae defaults (fused direct conv)", {}, 1, True),
-    ("default-b16-fp32", "stae defaults (fused direct conv)", {}, 16, False),
-    ("default-b16-bf16", "stae defaults (fused direct conv)", {}, 16, True),
-    ("fft-b16-fp32", "stae fft_conv", {"fft_conv": True}, 16, False),
-    ("fast-b1-fp32", "stae FAST (fft_conv + subpixel_decoder)", FAST, 1, False),
-    ("fast-b16-fp32", "stae FAST (fft_conv + subpixel_decoder)", FAST, 16, False),
-    ("fast-b16-bf16", "stae FAST (fft_conv + subpixel_decoder)", FAST, 16, True),
+    ("default-b1-fp32", "stae DIRECT (fused direct conv)", DIRECT, 1, False),
+    ("default-b1-bf16", "stae DIRECT (fused direct conv)", DIRECT, 1, True),
+    ("default-b16-fp32", "stae DIRECT (fused direct conv)", DIRECT, 16, False),
+    ("default-b16-bf16", "stae DIRECT (fused direct conv)", DIRECT, 16, True),
+    ("fft-b16-fp32", "stae fft_conv only", {**DIRECT, "fft_conv": True}, 16, False),
+    ("fast-b1-fp32", "stae defaults (fft_conv + subpixel_decoder)", FAST, 1, False),
+    ("fast-b16-fp32", "stae defaults (fft_conv + subpixel_decoder)", FAST, 16, False),
+    ("fast-b16-bf16", "stae defaults (fft_conv + subpixel_decoder)", FAST, 16, True),
 ]
 
 

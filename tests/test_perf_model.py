@@ -1,6 +1,6 @@
-"""The model's performance options compute the same function as the defaults: FFT
-convolutions, time checkpointing, the sub-pixel decoder, streaming with a cached spectrum,
-and the reference implementation of the benchmarks. Exactness only, no timing."""
+"""The model's performance options compute the same function as the plain layers (DIRECT):
+FFT convolutions, time checkpointing, the sub-pixel decoder, streaming with a cached
+spectrum, and the reference implementation of the benchmarks. Exactness only, no timing."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from stae.config import FAST, ModelConfig
+from stae.config import DIRECT, FAST, ModelConfig, preset
 from stae.losses import objective
 from stae.model import build_model
 
@@ -23,12 +23,18 @@ OPTIONS = [
 
 
 # Two CPD blocks and two ConvLSTM layers, small enough for float64 checks in a second.
-TINY = ModelConfig(encoder_channels=(4, 6), memory_channels=(5, 7), flow_1x1=False)
+TINY = ModelConfig(encoder_channels=(4, 6), memory_channels=(5, 7), flow_1x1=False, **DIRECT)
 
 
-def _pair(preset, options: dict, dtype=torch.float64):
+def test_defaults_are_fast():
+    assert ModelConfig().replace(**FAST) == ModelConfig() and preset("conv-1enc-1lstm").fft_conv
+
+
+def _pair(name, options: dict, dtype=torch.float64):
+    """(plain model, the same weights with ``options``) of a preset name or a ModelConfig."""
     torch.manual_seed(0)
-    base = build_model(preset).to(dtype)
+    cfg0 = name if isinstance(name, ModelConfig) else preset(name)
+    base = build_model(cfg0.replace(**DIRECT)).to(dtype)
     with torch.no_grad():  # a non-zero Theta 1x1 conv so the flow (and the warp) is not identity
         for p in base.flow.parameters():
             p.add_(0.05 * torch.randn_like(p))
@@ -114,7 +120,7 @@ def test_fft_memory_backward_reaches_state_and_input():
 
 def test_bf16_autocast_runs_and_stays_close():
     torch.manual_seed(0)
-    for options in ({}, FAST):
+    for options in (DIRECT, FAST):
         model = build_model("conv-1enc-1lstm", **options)
         clip = torch.rand(2, 3, 1, 16, 16, generator=torch.Generator().manual_seed(3))
         ref = model(clip)

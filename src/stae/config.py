@@ -44,9 +44,12 @@ class ModelConfig:
     # or "sigmoid" (the decoder's output are logits of pixel probabilities; BCE on binary data).
     output: str = "linear"
     # Performance options (docs/performance.md); they change speed and memory, not the function.
+    # fft_conv and subpixel_decoder are on by default: they measured faster on a CPU for every
+    # workload benchmarked (training at batch 1 and 16, streaming at 64x64 and 256x256); switch
+    # them off (DIRECT) for the plain layers, e.g. on a GPU, where they were not measured.
     # fft_conv: compute the memory's and Theta's k x k convolutions with FFTs (fftconv.py), the
     # kernel spectra once per clip; equal to direct convolution up to float rounding (~1e-6).
-    fft_conv: bool = False
+    fft_conv: bool = True
     # checkpoint_time: recompute each time step (E, memory step, Theta/warp/D) in the backward
     # pass instead of storing its activations (torch.utils.checkpoint): long clips (tau = 19)
     # train in the memory tau = 10 needs without it, for about one extra forward pass.
@@ -54,7 +57,7 @@ class ModelConfig:
     # subpixel_decoder: D's nearest-x2 upsampling + k x k conv as one conv on the low-resolution
     # map with 4 phase kernels + pixel shuffle (stae.perf.upsample_conv2d); same function up to
     # float rounding, half the multiply-adds, no 4x upsampled activation.
-    subpixel_decoder: bool = False
+    subpixel_decoder: bool = True
 
     # ------------------------------------------------------------------ derived
     @property
@@ -173,9 +176,10 @@ VANILLA = "conv-1enc-1lstm"
 # The clamp: +-0.5 in normalised units on a 32-pixel grid = 0.5 * (32 - 1) / 2 pixels.
 RELEASED_CODE: dict[str, Any] = {"forget_bias": 0.0, "flow_clamp": 7.75}
 
-# The performance options that measured faster for training on a CPU (docs/performance.md);
-# apply with ``cfg.replace(**FAST)``. They change speed and memory, not the function.
+# The performance options that measured faster on a CPU (docs/performance.md), on by default,
+# and the plain direct-convolution layers: ``cfg.replace(**DIRECT)``. Same function either way.
 FAST: dict[str, Any] = {"fft_conv": True, "subpixel_decoder": True}
+DIRECT: dict[str, Any] = {"fft_conv": False, "subpixel_decoder": False}
 
 
 def presets() -> dict[str, ModelConfig]:

@@ -36,3 +36,11 @@ def test_clip_loss_terms_use_the_named_outputs(loss, binary, terms):
         expect = torch.nn.functional.binary_cross_entropy(out.frames, clip[:, 1:4])
         assert torch.isclose(got["bce"], expect)
     got["total"].backward()
+
+
+@pytest.mark.parametrize("loss,huber", [("eq5", 0.5), ("bce", 0.5), ("intensity", 0.5), ("released", 0.0)])
+def test_huber_weight_is_w_h(loss, huber):
+    cfg = load_config(overrides=[f"train.loss={loss}", "train.huber_weight=0.5", "model.output=sigmoid"])
+    assert loss_weights(cfg).huber == huber  # released has no Huber term, whatever the weight
+    assert loss_weights(load_config(overrides=[f"train.loss={loss}", "model.output=sigmoid"])).huber == (
+        0.0 if loss == "released" else 1e-2)  # the paper's w_H by default

@@ -77,6 +77,9 @@ class TrainConfig:
     loss: str = "auto"
     loss_steps: str = "last"  # last (Fig. 2: loss on the prediction of frame tau+1 only) | all
     loss_warmup: int = 0  # loss_steps=all: skip the first k predictions (too little context)
+    # w_H of eq. (5): weight of the Huber smoothness term on the flow's spatial gradient (paper:
+    # 1e-2; ignored by loss=released, which has no Huber term). docs/training.md#flow-smoothness
+    huber_weight: float = 1e-2
     amp: str = "fp32"  # fp32 (no autocast) | bf16 (autocast) | auto (bf16 on CUDA with bf16, else fp32)
     threads: int = 0  # torch CPU threads; 0 = torch's default. 1 is much faster on a shared, loaded machine
 
@@ -303,6 +306,8 @@ def _check_consistency(cfg: RunConfig) -> None:
         raise StaeError(f"config key 'train.batch_size': must be >= 1, got {t.batch_size}")
     if t.lr <= 0:
         raise StaeError(f"config key 'train.lr': must be > 0, got {t.lr}")
+    if t.huber_weight < 0:
+        raise StaeError(f"config key 'train.huber_weight': must be >= 0, got {t.huber_weight}")
     if t.loss_warmup >= d.context:
         raise StaeError(f"config key 'train.loss_warmup': must be < data.context ({d.context}), got {t.loss_warmup}")
     if cfg.checkpoint.keep_last < 1:

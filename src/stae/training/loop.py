@@ -13,6 +13,7 @@ uninterrupted run's loss curve and weights bit for bit.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -69,8 +70,10 @@ def select_device(name: str, d: du.Dist) -> torch.device:
 
 
 def loss_weights(cfg: RunConfig) -> LossWeights:
-    return {"eq5": LossWeights(), "intensity": LossWeights(gradient=0.0), "gradient": LossWeights(intensity=0.0),
-            "bce": LossWeights.binary(), "released": LossWeights.released_code()}[loss_name(cfg)]
+    """The eq. (5) weights of ``train.loss``, with ``train.huber_weight`` as w_H."""
+    w = {"eq5": LossWeights(), "intensity": LossWeights(gradient=0.0), "gradient": LossWeights(intensity=0.0),
+         "bce": LossWeights.binary(), "released": LossWeights.released_code()}[loss_name(cfg)]
+    return dataclasses.replace(w, huber=cfg.train.huber_weight) if w.huber else w
 
 
 def clip_loss(model: nn.Module, clip: torch.Tensor, cfg: RunConfig, weights: LossWeights,

@@ -63,6 +63,23 @@ def test_initial_flow_is_identity_warp():
     assert model.memory.layers[0].conv.bias[45:90].eq(1).all()
 
 
+@pytest.mark.parametrize("padding", ["zeros", "border"])
+def test_warp_padding_is_what_the_sampler_reads_off_the_map(padding):
+    # A flow of +100 feature pixels points every sample off the map: the decoder then sees
+    # zeros, or the right/bottom edge features of x (broadcast), per config.warp_padding.
+    model = build_model(tiny_config(warp_padding=padding))
+    with torch.no_grad():
+        model.flow.net[-1].bias.fill_(100.0)  # the 1x1 conv: flow = 100 * scale everywhere
+        frame = torch.rand(1, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+        _, flow, _ = model.step(frame)
+        assert torch.allclose(flow, torch.full_like(flow, 100.0))
+        x = model.encoder(frame)
+        seen = torch.zeros_like(x) if padding == "zeros" else x[..., -1:, -1:].expand_as(x)
+        assert torch.allclose(model.step(frame)[0], model._to_image(model._decode(seen)), atol=1e-6)
+    with pytest.raises(ValueError, match="warp_padding"):
+        tiny_config(warp_padding="reflect").validate()
+
+
 @pytest.mark.parametrize("name", [n for n in presets() if n.startswith("conv")])
 def test_every_conv_preset_forward_backward(name):
     model = build_model(name)

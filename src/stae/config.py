@@ -40,6 +40,10 @@ class ModelConfig:
     flow_1x1: bool = True
     flow_scale_init: float = 1.0  # pixels of the feature grid per unit of Theta's output
     flow_clamp: Optional[float] = None  # |flow| limit in feature-grid pixels (released: 7.75)
+    # What the sampler S reads outside the feature map: "zeros" (the released code) or "border"
+    # (the nearest edge feature). With zeros, a model can draw with the flow by pointing it off
+    # the map (docs/model.md#warp-padding); border removes that shortcut.
+    warp_padding: str = "zeros"
     # Image-space output: "linear" (the paper's decoder, no nonlinearity; intensity losses)
     # or "sigmoid" (the decoder's output are logits of pixel probabilities; BCE on binary data).
     output: str = "linear"
@@ -81,6 +85,8 @@ class ModelConfig:
             raise ValueError("encoder_channels must have at least one block")
         if self.output not in ("linear", "sigmoid"):
             raise ValueError(f"output must be 'linear' or 'sigmoid', got {self.output!r}")
+        if self.warp_padding not in ("zeros", "border"):
+            raise ValueError(f"warp_padding must be 'zeros' or 'border', got {self.warp_padding!r}")
         if self.memory not in ("conv", "fc"):
             raise ValueError(f"memory must be 'conv' or 'fc', got {self.memory!r}")
         if self.memory == "conv" and not self.memory_channels:

@@ -106,7 +106,7 @@ class SpatioTemporalAutoencoder(nn.Module):
     def _head(self, x: torch.Tensor, m: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Theta, GG+S and D: x_t, m_t (N, ., h, w) -> logits (N, C, H, W), flow (N, 2, h, w)."""
         flow = self.flow(m)
-        return self._decode(warp(x, flow)), flow
+        return self._decode(warp(x, flow, self.config.warp_padding)), flow
 
     # ---------------------------------------------------------------- running
     def step(self, frame: torch.Tensor, state: Optional[State] = None

@@ -80,6 +80,10 @@ class TrainConfig:
     # w_H of eq. (5): weight of the Huber smoothness term on the flow's spatial gradient (paper:
     # 1e-2; ignored by loss=released, which has no Huber term). docs/training.md#flow-smoothness
     huber_weight: float = 1e-2
+    # Keep Theta (the flow regressor) fixed for the first N updates: the flow stays the identity
+    # warp it starts from while E and D learn to predict from the current frame, so the flow
+    # is then learned as motion (docs/training.md#flow-smoothness). 0 = the paper (no warm-up).
+    flow_warmup_steps: int = 0
     amp: str = "fp32"  # fp32 (no autocast) | bf16 (autocast) | auto (bf16 on CUDA with bf16, else fp32)
     threads: int = 0  # torch CPU threads; 0 = torch's default. 1 is much faster on a shared, loaded machine
 
@@ -306,6 +310,8 @@ def _check_consistency(cfg: RunConfig) -> None:
         raise StaeError(f"config key 'train.batch_size': must be >= 1, got {t.batch_size}")
     if t.lr <= 0:
         raise StaeError(f"config key 'train.lr': must be > 0, got {t.lr}")
+    if t.flow_warmup_steps < 0:
+        raise StaeError(f"config key 'train.flow_warmup_steps': must be >= 0, got {t.flow_warmup_steps}")
     if t.huber_weight < 0:
         raise StaeError(f"config key 'train.huber_weight': must be >= 0, got {t.huber_weight}")
     if t.loss_warmup >= d.context:

@@ -375,6 +375,9 @@ def _train(cfg: RunConfig, run_dir: Path, resume: bool, d: du.Dist, stop_after: 
                     f"Try a lower train.lr or train.grad_clip")
             opt.zero_grad(set_to_none=True)
             terms["total"].backward()
+            if step < cfg.train.flow_warmup_steps:  # Theta held at its initial (identity) warp
+                for p in model.flow.parameters():
+                    p.grad = None  # the optimiser skips parameters without a gradient
             clip_gradients(model.parameters(), cfg.train)
             opt.step()
             step += 1

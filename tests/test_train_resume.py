@@ -250,3 +250,20 @@ def test_other_data_sources(tmp_path, source):
     raw = tiny_raw(tmp_path / "unused.npy", data=data, train={"max_steps": 2, "amp": "bf16"})
     res = train(resolve(raw), tmp_path / "r")
     assert res.step == 2 and math.isfinite(res.last_loss) and res.last_val is not None
+
+
+def test_flow_warmup_holds_theta_then_releases_it(tmp_path, data):
+    def theta(name, warmup, steps):
+        cfg = resolve(tiny_raw(data, train={"max_steps": steps, "flow_warmup_steps": warmup},
+                               checkpoint={"every_steps": steps}))
+        train(cfg, tmp_path / name)
+        m = load_model(tmp_path / name / f"step-{steps:07d}")
+        return torch.cat([p.flatten() for p in m.flow.parameters()]), m
+
+    held2, m2 = theta("a", 2, 2)
+    held1, m1 = theta("b", 2, 1)
+    moved, _ = theta("c", 0, 1)
+    assert torch.equal(held2, held1) and not torch.equal(moved, held1)  # Theta fixed for 2 updates
+    assert not torch.equal(m2.decoder.net[-1].weight, m1.decoder.net[-1].weight)  # the rest trains
+    released, _ = theta("d", 2, 3)
+    assert not torch.equal(released, held2)  # and learns from update 3 on

@@ -363,6 +363,16 @@ def prediction_figure(frames: Sequence[torch.Tensor], results: Sequence[Predicti
 # Outputs
 
 
+def check_video_options(fps: float, scale: Optional[int], max_frames: Optional[int]) -> None:
+    """The options predict and propagate share: one error line for a bad value."""
+    if fps <= 0:
+        raise StaeError(f"--fps must be positive, got {fps}")
+    if scale is not None and scale < 1:
+        raise StaeError(f"--scale must be >= 1, got {scale}")
+    if max_frames is not None and max_frames < 2:
+        raise StaeError(f"--max-frames must be >= 2, got {max_frames}")
+
+
 class OutputSet:
     """Files and folders written into ``out_dir`` only when complete.
 
@@ -453,12 +463,7 @@ def predict_video(model: SpatioTemporalAutoencoder, source: Union[str, os.PathLi
 
     if max_flow is not None and not (max_flow > 0 and np.isfinite(max_flow)):
         raise StaeError(f"--max-flow must be a positive number of pixels, got {max_flow}")
-    if fps <= 0:
-        raise StaeError(f"--fps must be positive, got {fps}")
-    if scale is not None and scale < 1:
-        raise StaeError(f"--scale must be >= 1, got {scale}")
-    if max_frames is not None and max_frames < 2:
-        raise StaeError(f"--max-frames must be >= 2, got {max_frames}")
+    check_video_options(fps, scale, max_frames)
     if context is not None and context < 1:
         raise StaeError(f"--context must be >= 1, got {context}")
     names = list(PREDICT_OUTPUTS) + ([FLO_DIR] if flo else [])

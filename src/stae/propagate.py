@@ -299,14 +299,9 @@ def propagate_video(model: SpatioTemporalAutoencoder, out_dir: Union[str, os.Pat
     """
     from itertools import islice
 
-    from stae.predict import OutputSet, fitted_frames, open_frames
+    from stae.predict import OutputSet, check_video_options, fitted_frames, open_frames
 
-    if fps <= 0:
-        raise StaeError(f"--fps must be positive, got {fps}")
-    if scale is not None and scale < 1:
-        raise StaeError(f"--scale must be >= 1, got {scale}")
-    if max_frames is not None and max_frames < 2:
-        raise StaeError(f"--max-frames must be >= 2, got {max_frames}")
+    check_video_options(fps, scale, max_frames)
     if (video is None) == (moving_mnist is None):
         raise StaeError("give either a VIDEO (with --labels) or --moving-mnist INDEX")
     outputs = OutputSet(out_dir, PROPAGATE_OUTPUTS, force)  # refuses existing outputs before any work

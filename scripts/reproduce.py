@@ -735,6 +735,60 @@ def render_report(out: Path, quick: bool) -> str:
     return "\n".join(L) + "\n"
 
 
+README_MARKS = ("<!-- results-table -->", "<!-- /results-table -->")
+
+
+def readme_table(out: Path) -> str:
+    """The README's summary of docs/results/*.json: one row per headline number."""
+    def load(stage):
+        p = out / f"{stage}.json"
+        return json.loads(p.read_text()) if p.is_file() else {}
+
+    L = ["| experiment | stae (this machine: 2 CPU cores) | paper / reference |", "|---|---|---|"]
+    t2 = load("table2")
+    for row, m in (t2.get("models") or {}).items():
+        if m["status"] == "measured":
+            tr = m["training"]
+            L.append(f"| Table 2, binary Moving MNIST, BCE: {row} | **{_f(m['bce'], 4)}** "
+                     f"({tr['sequences_seen']:,} sequences, {_f(tr['minutes'], 3)} min) | {m['paper_bce']} |")
+    t3 = load("table3")
+    for terms, r in (t3.get("losses") or {}).items():
+        if r["status"] == "measured":
+            L.append(f"| Table 3, float Moving MNIST, L2, loss {terms} (vanilla) | **{_f(r['l2'], 4)}** | "
+                     f"{r['paper_l2']} (conv-1enc-2lstm) |")
+    fl = load("flow")
+    for name, r in (fl.get("runs") or {}).items():
+        if r["status"] == "measured":
+            L.append(f"| flow end-point error on digit pixels, {TABLE2_RUNS[name][0]} | **{_f(r['epe'], 3)} px** | "
+                     f"OpenCV DIS {_f(fl['baselines']['dis'], 3)} px, zero flow {_f(fl['baselines']['copy_last'], 3)} px |")
+    pr = load("propagation")
+    iou = pr.get("iou") or {}
+    for name in VANILLA_RUNS:
+        if name in iou:
+            r = iou[name]
+            L.append(f"| label propagation IoU 1 / 5 / 10 frames ahead, {TABLE2_RUNS[name][0]} | **{_f(r['1'], 3)} / "
+                     f"{_f(r['5'], 3)} / {_f(r['10'], 3)}** | DIS {'/'.join(_f(iou['dis'][k], 3) for k in ('1', '5', '10'))}, "
+                     f"copy {'/'.join(_f(iou['copy_first'][k], 3) for k in ('1', '5', '10'))} |")
+    os_ = load("openstl")
+    for name, r in (os_.get("models") or {}).items():
+        if r["status"] == "measured":
+            mt, o = r["metrics"], os_["openstl_convlstm"]
+            L.append(f"| OpenSTL protocol (10 → 10), {name}: MSE / SSIM | **{_f(mt['mse_per_frame'], 4)} / "
+                     f"{_f(mt['ssim'], 3)}** ({r['params']:,} params) | ConvLSTM {o['mse_per_frame']} / {o['ssim']} "
+                     f"({o['params']:,} params, {o['sequences_seen']:,} sequences) |")
+    return "\n".join(L) if len(L) > 2 else "No results yet: run `make reproduce`."
+
+
+def update_readme(text: str, out: Path) -> str:
+    """``text`` with what stands between the README_MARKS replaced by :func:`readme_table`
+    (unchanged when the marks are missing)."""
+    start, end = README_MARKS
+    if start not in text or end not in text.split(start, 1)[1]:
+        return text
+    head, rest = text.split(start, 1)
+    return f"{head}{start}\n{readme_table(out)}\n{end}{rest.split(end, 1)[1]}"
+
+
 # ------------------------------------------------------------------------------ main
 def main(argv: Optional[list[str]] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -799,6 +853,10 @@ def main(argv: Optional[list[str]] = None) -> int:
     report = (out / "results.md") if args.quick else (out.parent / "results.md")
     atomic_write_bytes(report, render_report(out, args.quick).encode())
     print(f"[report] wrote {report}", flush=True)
+    if not args.quick and out.resolve() == (ROOT / "docs" / "results").resolve():
+        readme = ROOT / "README.md"
+        atomic_write_bytes(readme, update_readme(readme.read_text(), out).encode())
+        print(f"[report] updated the results table of {readme}", flush=True)
     if failed:
         print(f"reproduce: stages failed: {', '.join(failed)}", flush=True)
         return 1

@@ -173,3 +173,15 @@ def test_run_command_is_stae_train():
     cmd = rp.run_command(ctx, "t3-both")
     assert cmd[1:4] == ["-m", "stae", "train"] and cmd[-2:] == ["--out", str(Path("r") / "t3-both")]
     assert "train.loss=eq5" in cmd and cmd[4].endswith("configs/table3-float.yaml")
+
+
+def test_readme_table_between_the_marks(tmp_path):
+    ctx = ctx_for(tmp_path)
+    fake_run(ctx.runs, "t2-vanilla")
+    rp.write_json(ctx.out / "table2.json", rp.stage_table2(ctx))
+    text = "# x\n\n<!-- results-table -->\nold\n<!-- /results-table -->\n\n## Next\n"
+    new = rp.update_readme(text, ctx.out)
+    assert new.startswith("# x\n\n<!-- results-table -->\n| experiment |") and new.endswith("<!-- /results-table -->\n\n## Next\n")
+    assert "old" not in new and "| Table 2, binary Moving MNIST, BCE: conv-1enc-1lstm |" in new
+    assert rp.update_readme(new, ctx.out) == new  # idempotent
+    assert rp.update_readme("no marks\n", ctx.out) == "no marks\n"

@@ -122,3 +122,12 @@ def test_cli_writes_json_and_table(tmp_path, capsys):
     assert not out2.exists()
     err = capsys.readouterr().err
     assert err.count("stae: error:") == 4
+
+
+def test_unavailable_device_is_one_error_line(capsys):
+    import torch
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    from stae.cli import main
+    assert main(["evaluate", "vanilla-mmnist", "--device", "cuda", "--limit", "1"]) == 2
+    assert capsys.readouterr().err.strip() == "stae: error: --device cuda: not available on this machine"

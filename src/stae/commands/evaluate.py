@@ -31,7 +31,8 @@ def register(subparsers) -> None:
     p.add_argument("--size", type=int, default=None, help="moving-mnist/videos: frame size (default: 64)")
     p.add_argument("--split", choices=("train", "val"), default="val", help="videos: which split (default val)")
     p.add_argument("--no-dis", action="store_true", help="skip the OpenCV DIS baseline")
-    p.add_argument("--device", default="cpu", help="cpu (default), cuda or mps")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"),
+                   help="auto (default, as train.device: CUDA > MPS > CPU), cpu, cuda or mps")
     p.add_argument("--out", default=None, help="JSON file (default: ./eval_<mode>.json)")
     p.set_defaults(func=run)
 
@@ -60,6 +61,13 @@ def run(args: argparse.Namespace) -> int:
 
     if args.context < 1 or args.horizon < 1 or (args.limit is not None and args.limit < 1) or args.batch_size < 1:
         raise StaeError("--context, --horizon, --limit and --batch-size must be >= 1")
+    import torch
+    if args.device == "auto":
+        args.device = ("cuda" if torch.cuda.is_available() else
+                       "mps" if torch.backends.mps.is_available() else "cpu")
+    elif args.device == "cuda" and not torch.cuda.is_available() or (
+            args.device == "mps" and not torch.backends.mps.is_available()):
+        raise StaeError(f"--device {args.device}: not available on this machine")
     model = load_model(args.checkpoint, map_location=args.device)
     need = args.context + (1 if args.mode == "next" else args.horizon)
     ds = build_eval_dataset(args.data, need, args.binary, args.lines, args.size, args.split, model.config.in_channels)

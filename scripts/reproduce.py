@@ -679,7 +679,12 @@ def render_report(out: Path, quick: bool) -> str:
                      f"{_f(d['bce_sampler_reads_border'], 3)} ({_f(d['bce'], 3)}) | {d['samples_off_the_map']:.1%} |")
         b = fl["baselines"]
         L += [f"| OpenCV DIS (medium), constant-velocity | {_f(b.get('dis'), 4)} | | | |",
-              f"| zero flow (copy last) | {_f(b.get('copy_last'), 4)} | | | |", ""]
+              f"| zero flow (copy last) | {_f(b.get('copy_last'), 4)} | | | |", "",
+              "With the paper's settings the model predicts well with a flow that is not motion: it samples "
+              "off the map, where the sampler reads zeros, to draw the digits (its BCE rises when the sampler "
+              "reads the border instead). The flow fixes (border sampler, Θ held at the identity warp for the "
+              "first 100 updates) make the flow motion; why and how: "
+              f"[docs/training.md](training.md#learning-a-flow-that-is-motion) and `{rel}flow_probes.json`.", ""]
     pr = load("propagation")
     L += ["## Label propagation — mean IoU of digit masks carried k frames ahead", ""]
     if pr is None or "iou" not in pr:

@@ -757,11 +757,20 @@ def readme_table(out: Path) -> str:
             tr = m["training"]
             L.append(f"| Table 2, binary Moving MNIST, BCE: {row} | **{_f(m['bce'], 4)}** "
                      f"({tr['sequences_seen']:,} sequences, {_f(tr['minutes'], 3)} min) | {m['paper_bce']} |")
+    bl = t2.get("baselines") or {}
+    if bl:
+        L.append(f"| Table 2 baselines on the same frames: constant p / copy last frame / DIS extrapolation | "
+                 f"{_f(bl['constant']['bce'], 4)} / {_f(bl.get('copy_last', {}).get('bce'), 4)} / "
+                 f"{_f(bl.get('dis', {}).get('bce'), 4)} | |")
     t3 = load("table3")
     for terms, r in (t3.get("losses") or {}).items():
         if r["status"] == "measured":
             L.append(f"| Table 3, float Moving MNIST, L2, loss {terms} (vanilla) | **{_f(r['l2'], 4)}** | "
                      f"{r['paper_l2']} (conv-1enc-2lstm) |")
+    if t3.get("baselines"):
+        b3 = t3["baselines"]
+        L.append(f"| Table 3 baselines on the same frames: copy last frame / DIS extrapolation | "
+                 f"{_f(b3['copy_last']['l2'], 4)} / {_f(b3['dis']['l2'], 4)} | |")
     fl = load("flow")
     for name, r in (fl.get("runs") or {}).items():
         if r["status"] == "measured":

@@ -114,8 +114,8 @@ RUNS: dict[str, tuple[Optional[str], list[str]]] = {
     "t3-gradient": ("configs/table3-float.yaml", _T3 + ["train.loss=gradient"]),
     "t3-both": ("configs/table3-float.yaml", _T3 + ["train.loss=eq5"]),
     "video": (None, ["data.source=video", "data.size=64", "data.val_fraction=0.5", "model.preset=conv-1enc-1lstm",
-                     "model.warp_padding=border", "train.flow_warmup_steps=50",  # the flow fixes
-                     "train.recipe=fast", "train.batch_size=4", "train.lr=2e-3", "train.threads=1", "train.max_steps=150",
+                     "model.warp_padding=border", "train.flow_warmup_steps=100",  # the flow fixes
+                     "train.recipe=fast", "train.batch_size=4", "train.lr=2e-3", "train.threads=1", "train.max_steps=600",
                      "train.max_minutes=20",
                      "checkpoint.every_steps=50", "checkpoint.val_batches=4", "log.progress=false"]),
 }

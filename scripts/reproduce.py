@@ -573,15 +573,16 @@ def _status_and_setup(js: dict[str, Any]) -> list[str]:
         if m:
             L += [f"Machine: {m['cpu_count']} CPU cores ({m['processor']}), no GPU (cuda available: {m.get('cuda', m.get('gpu'))}), "
                   f"torch {m['torch']}, {m['platform']}. The cores were shared with other jobs while these runs "
-                  "trained (the load averages below count every process on the machine); each run used one "
-                  "thread (`train.threads=1`). Times are wall-clock under that load.", ""]
-        L += ["| run | recipe | updates x batch | sequences seen | minutes | stopped | load avg at start / end |",
-              "|---|---|---|---|---|---|---|"]
+                  "trained (the load averages below count every process on the machine); the threads column is "
+                  "`train.threads` of the run's last session (a resumed run may have used another count "
+                  "before). Times are wall-clock under that load.", ""]
+        L += ["| run | recipe | updates x batch | sequences seen | minutes | threads | stopped | load avg at start / end |",
+              "|---|---|---|---|---|---|---|---|"]
         for name, t in trains:
             la = (f"{t['load_average_start'][0]} / {t['load_average_end'][0]}" if "load_average_start" in t else "–")
             L.append(f"| {name} | {t['recipe']} ({t['optimizer']}, lr {t['lr']}, {t['schedule']}, loss on "
                      f"{t['loss_steps']} steps) | {t['updates']} x {t['batch_size']} | {t['sequences_seen']:,} | "
-                     f"{_f(t['minutes'], 4)} | {t['stopped']} | {la} |")
+                     f"{_f(t['minutes'], 4)} | {t.get('threads', '–')} | {t['stopped']} | {la} |")
         L += ["", "Differences from the paper: the paper trained with RMSprop (lr 1e-4, halved every 100 epochs), "
               "one sequence per update, loss on the last prediction, on an Nvidia 880M GPU, for a number of "
               "epochs of 10,000 sequences that it does not state (Fig. 6 is not legible here); these runs "
@@ -695,7 +696,9 @@ def render_report(out: Path, quick: bool) -> str:
               "| method | k = 1 | k = 5 | k = 10 |", "|---|---|---|---|"]
         labels = {**{n: f"model flow, {TABLE2_RUNS[n][0]}" for n in VANILLA_RUNS},
                   "dis": "DIS flow (sees the frame it labels)", "copy_first": "copy the mask"}
-        for m, r in pr["iou"].items():
+        order = [m for m in pr["iou"] if m in VANILLA_RUNS] + [m for m in pr["iou"] if m not in VANILLA_RUNS]
+        for m in order:
+            r = pr["iou"][m]
             L.append(f"| {labels.get(m, m)} | {_f(r['1'], 4)} | {_f(r['5'], 4)} | {_f(r['10'], 4)} |")
         L.append("")
     fg = load("figures")
@@ -736,7 +739,8 @@ def render_report(out: Path, quick: bool) -> str:
     L += ["## Shipped weights", ""]
     L += (["not yet run", ""] if sh is None or "bytes" not in sh else
           [f"`{sh['name']}`: {sh['path']}, {sh['bytes']:,} bytes, {sh['params']:,} parameters, sha256 "
-           f"`{sh['sha256'][:16]}…`, from step {sh['checkpoint_step']} of the Table 2 run. "
+           f"`{sh['sha256'][:16]}…`, from step {sh['checkpoint_step']} of the Table 2 run {sh.get('run', '')} "
+           f"({TABLE2_RUNS.get(sh.get('run'), ('',))[0]}). "
            f"`stae predict {sh['name']} …` loads it by name.", ""])
     return "\n".join(L) + "\n"
 

@@ -34,7 +34,7 @@ def test_loads_by_name_and_predicts():
 def test_shipped_flow_is_motion():
     """The shipped model was trained with the flow fixes (border sampler, flow warm-up): its
     flow on digit pixels is close to the generator's true motion -- far closer than zero flow
-    (the session-1 weights, trained with the paper's settings, flowed ~50 px off the map)."""
+    (weights trained with the paper's settings flow ~50 px, off the map)."""
     from stae.data.moving_mnist import default_dataset
     from stae.evaluate import evaluate
 

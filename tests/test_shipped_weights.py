@@ -41,6 +41,5 @@ def test_shipped_flow_is_motion():
     model = load_model("vanilla-mmnist")
     assert model.config.warp_padding == "border"
     ds = default_dataset("test", num_sequences=8, binary=True, with_truth=True)
-    torch.set_num_threads(1)
     res = evaluate(model, ds, baselines=("copy_last",), batch_size=8)["results"]
     assert res["model"]["epe"] < 0.7 * res["copy_last"]["epe"]  # measured: 1.67 vs 3.51 px on 1000 clips

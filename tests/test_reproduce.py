@@ -144,6 +144,33 @@ def test_stage_skipped_when_its_json_exists(tmp_path, capsys):
     assert (out / "results.md").is_file()
 
 
+def test_forced_stage_keeps_the_rows_of_runs_it_cannot_measure(tmp_path, capsys):
+    """--force --no-train with one of openstl's runs missing: the missing run's row is kept
+    from the previous JSON (marked kept_from), the present run's row is measured anew."""
+    out = tmp_path / "results"
+    out.mkdir()
+    fake_run(tmp_path / "runs", "t3-both", output="linear")
+    old_row = {"status": "measured", "note": "old", "params": 1, "training": {"sequences_seen": 5},
+               "metrics": {"mse_per_frame": 1.0, "mae_per_frame": 2.0, "ssim": 0.5, "psnr": 10.0}}
+    (out / "openstl.json").write_text(json.dumps({"written_utc": "2026-01-01T00:00:00Z", "models": {
+        "t3-both": {**old_row, "note": "stale"}, rp.SHIP_RUN: old_row}}))
+    rc = rp.main(["--quick", "--stages", "openstl", "--force", "--no-train", "--out", str(out),
+                  "--runs", str(tmp_path / "runs")])
+    assert rc == 0
+    rows = json.loads((out / "openstl.json").read_text())["models"]
+    assert rows[rp.SHIP_RUN] == {**old_row, "kept_from": "2026-01-01T00:00:00Z"}
+    assert rows["t3-both"]["status"] == "measured" and rows["t3-both"]["note"] != "stale"
+    assert "kept_from" not in rows["t3-both"]
+
+
+def test_carry_over_keeps_only_measured_rows():
+    old = {"written_utc": "T0", "losses": {"a": {"status": "measured", "l2": 1}, "b": {"status": "not yet run"}}}
+    new = {"losses": {"a": {"status": "not yet run"}, "b": {"status": "not yet run"}, "c": {"status": "not yet run"}}}
+    got = rp.carry_over(old, new)["losses"]
+    assert got == {"a": {"status": "measured", "l2": 1, "kept_from": "T0"}, "b": {"status": "not yet run"},
+                   "c": {"status": "not yet run"}}
+
+
 TINY_TRAIN = ["data.size=32", "data.num_frames=12", "model.preset=conv-1enc-1lstm"]
 
 

@@ -202,3 +202,20 @@ def test_video_file_input(files, tmp_path):
     s = json.loads((out / "predict.json").read_text())
     assert s["frames"] == 4 and s["size_hw"] == [16, 20] and s["channels"] == 1
     assert read_flo(out / "flow" / "flow_00003.flo").shape == (16, 20, 2)
+
+
+def test_parse_size_is_every_commands_size(capsys):
+    import argparse
+
+    from stae.predict import parse_size
+
+    assert parse_size("64") == (64, 64) and parse_size("48x64") == (48, 64) and parse_size("48X64") == (48, 64)
+    for bad in ("abc", "0x4", "4x4x4", "-3"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            parse_size(bad)
+    for cmd in (["data", "moving-mnist", "--out", "x.npz"], ["evaluate", "ckpt"], ["predict", "ckpt", "in.npz"],
+                ["propagate", "ckpt", "in.npz"], ["export", "ckpt"]):
+        with pytest.raises(SystemExit) as e:
+            main([*cmd, "--size", "12xa"])
+        assert e.value.code == 2
+        assert "size '12xa': expected N or HxW" in capsys.readouterr().err

@@ -99,16 +99,18 @@ def _is_gray_source(p: Path) -> bool:
 
 
 def parse_size(text: str) -> tuple[int, int]:
-    """'HxW' (or a single 'N' for NxN) -> (H, W)."""
-    parts = text.lower().split("x")
+    """The ``--size`` of every command: 'HxW' (or a single 'N' for NxN) -> (H, W). An
+    argparse type: bad text raises ArgumentTypeError, which argparse prints as one line."""
+    from argparse import ArgumentTypeError
+
     try:
-        hw = tuple(int(s) for s in parts)
+        hw = tuple(int(s) for s in text.lower().split("x"))
     except ValueError:
-        raise StaeError(f"size {text!r}: expected HxW, e.g. 64x64") from None
+        raise ArgumentTypeError(f"size {text!r}: expected N or HxW, e.g. 64 or 48x64") from None
     if len(hw) == 1:
         hw = hw * 2
     if len(hw) != 2 or min(hw) < 1:
-        raise StaeError(f"size {text!r}: expected HxW with positive integers, e.g. 64x64")
+        raise ArgumentTypeError(f"size {text!r}: expected N or HxW with positive integers, e.g. 64 or 48x64")
     return hw  # type: ignore[return-value]
 
 

@@ -7,6 +7,8 @@ import sys
 import time
 from pathlib import Path
 
+from stae.predict import parse_size
+
 
 def _speed(text: str) -> float | tuple[float, float]:
     """'0.1' -> 0.1 (fixed); '0.05:0.2' -> (0.05, 0.2) (uniform per digit)."""
@@ -17,19 +19,6 @@ def _speed(text: str) -> float | tuple[float, float]:
         return float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"speed must be a number or LO:HI, got {text!r}") from None
-
-
-def _size(text: str) -> tuple[int, int]:
-    """'64' -> (64, 64); '48x64' -> (48, 64) as height x width."""
-    try:
-        parts = [int(v) for v in text.lower().split("x")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"size must be N or HxW, got {text!r}") from None
-    if len(parts) == 1:
-        parts = parts * 2
-    if len(parts) != 2 or min(parts) < 1:
-        raise argparse.ArgumentTypeError(f"size must be N or HxW with positive numbers, got {text!r}")
-    return parts[0], parts[1]
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -49,7 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     m.add_argument("--seed", type=int, default=None, help="seed (default: 0 train, 1 val, 2 test)")
     m.add_argument("--digits", type=int, default=2, help="digits per sequence (default 2)")
     m.add_argument("--frames", type=int, default=20, help="frames per sequence (default 20)")
-    m.add_argument("--size", type=_size, default=(64, 64), help="canvas N or HxW (default 64)")
+    m.add_argument("--size", type=parse_size, default=(64, 64), help="canvas N or HxW (default 64)")
     m.add_argument("--speed", type=_speed, default=0.1,
                    help="fraction of the free canvas per frame, or LO:HI drawn per digit (default 0.1 = 3.6 px at 64x64)")
     m.add_argument("--lines", action="store_true", help="add one horizontal and one vertical static line (paper Sec. 4.1)")

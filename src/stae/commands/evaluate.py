@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 from stae.errors import StaeError
+from stae.predict import parse_size
 
 
 def register(subparsers) -> None:
@@ -28,7 +29,8 @@ def register(subparsers) -> None:
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--binary", action="store_true", help="moving-mnist: binary frames (Table 2; reports BCE)")
     p.add_argument("--lines", action="store_true", help="moving-mnist: the variant with two lines (Sec. 4.1)")
-    p.add_argument("--size", type=int, default=None, help="moving-mnist/videos: frame size (default: 64)")
+    p.add_argument("--size", type=parse_size, default=None, metavar="HxW",
+                   help="moving-mnist/videos: frame size, N or HxW (default: 64)")
     p.add_argument("--split", choices=("train", "val"), default="val", help="videos: which split (default val)")
     p.add_argument("--no-dis", action="store_true", help="skip the OpenCV DIS baseline")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"),
@@ -37,13 +39,13 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
 
 
-def build_eval_dataset(spec: str, need: int, binary: bool = False, lines: bool = False, size: int | None = None,
+def build_eval_dataset(spec: str, need: int, binary: bool = False, lines: bool = False, size: tuple[int, int] | None = None,
                        split: str = "val", in_channels: int = 1):
     """The dataset named by ``--data``: 'moving-mnist', a clip file, or a video folder."""
     if spec in ("moving-mnist", "moving_mnist", "mmnist"):
         from stae.data.moving_mnist import default_dataset
         return default_dataset("test", num_frames=max(20, need), binary=binary, lines=lines,
-                               size=size or 64, with_truth=True)
+                               size=size or (64, 64), with_truth=True)
     path = Path(spec)
     if not path.exists():
         raise StaeError(f"--data {spec}: no such file or folder (or use --data moving-mnist)")
@@ -51,8 +53,7 @@ def build_eval_dataset(spec: str, need: int, binary: bool = False, lines: bool =
         from stae.data.files import ClipFileDataset
         return ClipFileDataset(path)
     from stae.data.video import VideoClipDataset
-    s = size or 64
-    return VideoClipDataset(path, clip_len=need, size=(s, s), grayscale=in_channels == 1, split=split)
+    return VideoClipDataset(path, clip_len=need, size=size or (64, 64), grayscale=in_channels == 1, split=split)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -602,7 +602,7 @@ def _status_and_setup(js: dict[str, Any]) -> list[str]:
         L += ["", "Differences from the paper: the paper trained with RMSprop (lr 1e-4, halved every 100 epochs), "
               "one sequence per update, loss on the last prediction, on an Nvidia 880M GPU, for a number of "
               "epochs of 10,000 sequences that it does not state (Fig. 6 is not legible here); these runs "
-              "use the `fast` recipe (docs/training.md: AdamW, mini-batches, one-cycle schedule, loss on every "
+              "use the `fast` recipe (docs/training.md: AdamW, one-cycle schedule, loss on every "
               "prediction after 3 context frames) for the budget above, with the exact performance options "
               "`model.fft_conv` and `model.subpixel_decoder` (docs/performance.md: the same functions and "
               "parameters as the paper's layers, computed faster). Test sequences come from stae's "
@@ -670,7 +670,8 @@ def render_report(out: Path, quick: bool) -> str:
                 L.append(f"| {terms} | not yet run | {r['paper_l2']} | |")
             else:
                 tr = r["training"]
-                L.append(f"| {terms} | **{_f(r['l2'])}** | {r['paper_l2']} | {tr['sequences_seen']:,} sequences, "
+                L.append(f"| {terms} | **{_f(r['l2'])}** | {r['paper_l2']} | {tr['updates']:,} updates x "
+                         f"{tr['batch_size']} = {tr['sequences_seen']:,} sequences, "
                          f"{_f(tr['minutes'], 3)} min |")
         if t3.get("baselines"):
             L.append(f"| (copy last frame) | {_f(t3['baselines']['copy_last']['l2'])} | | |")
@@ -751,7 +752,9 @@ def render_report(out: Path, quick: bool) -> str:
         for m, r in (os_.get("baselines") or {}).items():
             L.append(f"| baseline {m} | | | {_f(r['mse_per_frame'], 4)} | {_f(r['mae_per_frame'], 4)} | "
                      f"{_f(r['ssim'], 4)} | {_f(r['psnr'], 4)} |")
-        L += ["", f"Test data: {os_['test_set']['sequences']} sequences of {os_['test_set']['generator']}.", ""]
+        L += ["", f"Test data: {os_['test_set']['sequences']} sequences of {os_['test_set']['generator']}. "
+              "Both models were trained for one-step prediction from true frames; the rollout feeds their own "
+              "predictions back, which they never saw in training, so their blur compounds over the 10 frames.", ""]
     sh = load("ship")
     L += ["## Shipped weights", ""]
     L += (["not yet run", ""] if sh is None or "bytes" not in sh else

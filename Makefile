@@ -28,6 +28,7 @@ bench: install
 # `make reproduce ARGS=--quick` checks the pipeline in minutes; ARGS=--background detaches.
 .PHONY: reproduce
 reproduce: install
+	$(VENV)/bin/pip install --quiet -e '.[all,reproduce]'
 	$(PY) scripts/reproduce.py $(ARGS)
 
 # The documentation pictures made by the shipped model (docs/img; scripts/docs_pictures.py).

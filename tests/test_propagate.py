@@ -200,5 +200,45 @@ def test_clip_file_with_truth_supplies_labels_and_truth(tmp_path):
     out = tmp_path / "o"
     assert main(["propagate", str(ckpt), str(npz), "--index", "1", "--out", str(out)]) == 0
     s = json.loads((out / "propagate.json").read_text())
-    assert s["labels"] == "the first frame's true labels" and s["frames"] == 4
+    assert s["labels"] == "the true labels of frame 0" and s["frames"] == 4
     assert s["mean_iou"]["stae"] == s["mean_iou"]["copy_first"]
+
+
+def test_start_warms_the_memory_then_labels_that_frame():
+    """start=K: the model steps through frames 0..K-1 first, so the flow that carries the labels
+    from frame K is T_K of the whole video (not of a video that begins at K)."""
+    torch.manual_seed(1)
+    model = build_model(ModelConfig(**TINY)).eval()
+    with torch.no_grad():
+        model.flow.net[-1].weight.normal_(0, 0.5)  # a flow that depends on the memory
+    frames, lab = torch.rand(6, 1, 16, 16), blobs()
+    res = propagate(model, frames, lab, start=2)
+    assert res.start == 2 and len(res.labels["stae"]) == 4 and torch.equal(res.labels["stae"][0], lab)
+    with torch.no_grad():
+        state = None
+        for f in frames[:3]:
+            _, flow, state = model.step(f.unsqueeze(0), state)
+    from stae.model.warp import upsample_flow
+    assert torch.equal(res.labels["stae"][1], warp_labels(lab, upsample_flow(flow, model.stride)[0]))
+    with torch.no_grad():
+        _, cold, _ = model.step(frames[2].unsqueeze(0), None)  # frame 2 without the warm-up
+    assert not torch.allclose(cold, flow)  # the warm-up changes the flow that carries the labels
+    with pytest.raises(StaeError, match="cannot label frame 6"):
+        propagate(model, frames, lab, start=6)
+    with pytest.raises(StaeError, match=">= 0"):
+        propagate(model, frames, lab, start=-1)
+
+
+def test_cli_start_labels_a_later_frame(tmp_path, capsys):
+    ckpt = save_model(tmp_path / "zero.safetensors", constant_flow_model(0.0, 0.0))
+    out = tmp_path / "mm"
+    assert main(["propagate", str(ckpt), "--moving-mnist", "3", "--image-size", "32", "--frames", "6",
+                 "--start", "2", "--out", str(out)]) == 0
+    assert "mean IoU over frames 3..5" in capsys.readouterr().out
+    s = json.loads((out / "propagate.json").read_text())
+    assert s["labelled_frame"] == 2 and s["frames"] == 6 and [r["t"] for r in s["per_frame"]] == [2, 3, 4, 5]
+    assert s["per_frame"][0]["stae"] == 1.0  # frame 2 carries its own true labels
+    assert sorted(p.name for p in (out / "labels").iterdir())[0] == "labels_00002.png"
+    assert main(["propagate", str(ckpt), "--moving-mnist", "3", "--image-size", "32", "--frames", "6",
+                 "--start", "6", "--out", str(tmp_path / "bad")]) == 2
+    assert "--start 6" in capsys.readouterr().err

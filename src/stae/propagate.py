@@ -148,10 +148,13 @@ def warp_labels(labels: torch.Tensor, flow: torch.Tensor, chunk: int = LABEL_CHU
 class Propagation:
     """Per-frame label maps of each method and, with ground truth, their IoU.
 
-    ``labels[method][t]``: int64 (H, W) for frames t = 0..N-1 (frame 0 is the given map);
+    ``labels[method][t]``: int64 (H, W) for frames t = 0..N-1 counted from the labelled frame
+    (t = 0 is the given map; it is frame ``start`` of the video);
     ``iou[method][t]``: IoU with the true map of frame t (frames 1..N-1; NaN where neither
     map has a label other than 0).
     """
+
+    start: int = 0
 
     frames: list[torch.Tensor] = field(default_factory=list)
     labels: dict[str, list[torch.Tensor]] = field(default_factory=dict)
@@ -166,11 +169,13 @@ class Propagation:
 @torch.no_grad()
 def propagate(model: Optional[SpatioTemporalAutoencoder], frames: Iterable[torch.Tensor], labels0: torch.Tensor,
               truth: Optional[Iterable[Optional[torch.Tensor]]] = None,
-              methods: Sequence[str] = ("stae",)) -> Propagation:
-    """Carry ``labels0`` (H, W) from frame 0 through ``frames`` (fitted (C, H, W), same size) with
-    each method of ``methods`` ("stae": the model's flow, "dis": OpenCV DIS flow,
+              methods: Sequence[str] = ("stae",), start: int = 0) -> Propagation:
+    """Carry ``labels0`` (H, W) from frame ``start`` through ``frames`` (fitted (C, H, W), same
+    size) with each method of ``methods`` ("stae": the model's flow, "dis": OpenCV DIS flow,
     "copy_first": no motion). ``truth``: true label maps per frame (the same length as
-    ``frames``) for IoU. Frames are streamed through ``model.step``.
+    ``frames``) for IoU. Frames are streamed through ``model.step``; the ``start`` frames before
+    the labelled one only fill the model's memory (so that its first flow is not a guess from a
+    single frame) and are not part of the result.
     """
     from stae.metrics import iou
 
@@ -181,9 +186,20 @@ def propagate(model: Optional[SpatioTemporalAutoencoder], frames: Iterable[torch
         raise ValueError("method 'stae' needs a model")
     if "dis" in methods:
         from stae.baselines import dis_backward_flow
-    res = Propagation(labels={m: [] for m in methods})
+    if start < 0:
+        raise StaeError(f"the labelled frame must be >= 0, got {start}")
+    res = Propagation(labels={m: [] for m in methods}, start=start)
     truth_it = iter(truth) if truth is not None else None
+    frames = iter(frames)
     state = None
+    for k in range(start):  # warm-up: the model sees the frames before the labelled one
+        frame = next(frames, None)
+        if frame is None:
+            raise StaeError(f"cannot label frame {start}: the video has only {k} frame(s)")
+        if model is not None and "stae" in methods:
+            _, _, state = model.step(frame.unsqueeze(0), state)
+        if truth_it is not None and next(truth_it, None) is None:
+            raise StaeError(f"ground truth ends at frame {k}, before the video does")
     prev: Optional[torch.Tensor] = None
     flow_prev: Optional[torch.Tensor] = None  # T_{t-1}, image resolution
     for t, frame in enumerate(frames):
@@ -208,17 +224,18 @@ def propagate(model: Optional[SpatioTemporalAutoencoder], frames: Iterable[torch
         if truth_it is not None:
             true = next(truth_it, None)
             if true is None:
-                raise StaeError(f"ground truth ends at frame {t}, before the video does")
+                raise StaeError(f"ground truth ends at frame {start + t}, before the video does")
             if tuple(true.shape) != tuple(labels0.shape):
-                raise StaeError(f"true label map of frame {t} is {true.shape[-1]}x{true.shape[-2]} (WxH) but the "
+                raise StaeError(f"true label map of frame {start + t} is {true.shape[-1]}x{true.shape[-2]} (WxH) but the "
                                 f"frames are {labels0.shape[1]}x{labels0.shape[0]}")
             res.truth.append(true)
             for m in methods:
                 res.iou.setdefault(m, []).append(iou(res.labels[m][-1], true))
     if truth_it is not None and next(truth_it, None) is not None:
-        raise StaeError(f"more true label maps than the video's {len(res.frames)} frames")
+        raise StaeError(f"more true label maps than the video's {start + len(res.frames)} frames")
     if not res.frames:
-        raise StaeError("the video has no frames")
+        raise StaeError("the video has no frames" if start == 0 else
+                        f"cannot label frame {start}: the video has only {start} frame(s)")
     return res
 
 
@@ -285,7 +302,7 @@ def propagate_video(model: SpatioTemporalAutoencoder, out_dir: Union[str, os.Pat
                     index: Optional[int] = None, true_masks: Optional[Union[str, os.PathLike]] = None,
                     moving_mnist: Optional[int] = None, mm_options: Optional[dict] = None,
                     size: Optional[tuple[int, int]] = None, max_frames: Optional[int] = None,
-                    fps: float = 5.0, scale: Optional[int] = None, force: bool = False) -> dict:
+                    fps: float = 5.0, scale: Optional[int] = None, force: bool = False, start: int = 0) -> dict:
     """Propagate a label map through a video with ``model`` and write into ``out_dir``:
     ``labels/labels_NNNNN.png`` (palette PNGs: pixel value = label), ``overlays/overlay_NNNNN.png``
     and ``overlay.gif`` (labels over the frames), ``propagate.json`` and, with ground truth,
@@ -295,7 +312,9 @@ def propagate_video(model: SpatioTemporalAutoencoder, out_dir: Union[str, os.Pat
     the first frame's labels; a clip file saved with truth supplies its own) and optionally
     ``true_masks`` (folder of PNGs, one per frame); or ``moving_mnist`` = a sequence index of
     the generated test set (``mm_options``: split, num_frames, size, num_digits, binary, lines),
-    whose per-digit masks are the labels and the truth.
+    whose per-digit masks are the labels and the truth. ``start``: the labels are those of
+    frame ``start`` (the given PNG, or the truth of that frame); the frames before it only fill
+    the model's memory. Outputs are numbered by video frame.
     """
     from itertools import islice
 
@@ -322,14 +341,18 @@ def propagate_video(model: SpatioTemporalAutoencoder, out_dir: Union[str, os.Pat
         if true_masks is not None:
             truth_files = mask_files(true_masks)
             truth_all = None  # the user's masks take precedence over a file's stored truth
+    if start < 0:
+        raise StaeError(f"--start must be >= 0, got {start}")
     if labels is not None:
         labels0 = read_label_png(labels)
         labels_name = str(labels)
     elif truth_all is not None:
-        labels0 = truth_all[0]
-        labels_name = "the first frame's true labels"
+        if start >= len(truth_all):
+            raise StaeError(f"--start {start}: {source} has only {len(truth_all)} frames of true labels")
+        labels0 = truth_all[start]
+        labels_name = f"the true labels of frame {start}"
     else:
-        raise StaeError(f"{source}: give the first frame's labels with --labels MASK.png")
+        raise StaeError(f"{source}: give the labels of frame {start} with --labels MASK.png")
     if max_frames is not None:
         frames = islice(frames, max_frames)
 
@@ -357,26 +380,29 @@ def propagate_video(model: SpatioTemporalAutoencoder, out_dir: Union[str, os.Pat
     if has_truth and max_frames is not None:
         truth = islice(truth, max_frames)
     methods = METHODS if has_truth else ("stae",)
-    res = propagate(model, fitted, fit.labels(labels0), truth, methods)
+    res = propagate(model, fitted, fit.labels(labels0), truth, methods, start=start)
 
     present = sorted(int(v) for v in torch.unique(res.labels["stae"][0]))
     summary: dict = {
         "source": source,
         "labels": labels_name,
-        "frames": len(res.frames),
+        "labelled_frame": start,
+        "frames": start + len(res.frames),
         "frame_fit": fit.describe(),
         "size_hw": list(fit.size),
         "label_values": present,
         "rule": ("labels_{t+1}(p) = labels_t(p + T_t(p)), T_t the backward flow upsampled to image resolution; "
                  "bilinear vote of one-hot maps, then argmax; sources outside the frame -> 0"),
-        "iou_definition": "stae.metrics.iou: region IoU (Jaccard) averaged over labels other than 0, frames 1..N-1",
+        "iou_definition": ("stae.metrics.iou: region IoU (Jaccard) averaged over labels other than 0, frames "
+                           "labelled_frame+1..N-1"),
     }
     if has_truth:
         def num(v: float) -> Optional[float]:  # JSON has no NaN: null where IoU is undefined
             return float(v) if np.isfinite(v) else None
 
         summary["mean_iou"] = {m: num(res.mean_iou(m)) for m in methods}
-        summary["per_frame"] = [{"t": t, **{m: num(res.iou[m][t]) for m in methods}} for t in range(len(res.frames))]
+        summary["per_frame"] = [{"t": start + t, **{m: num(res.iou[m][t]) for m in methods}}
+                                for t in range(len(res.frames))]
 
     from stae.viz import grid_image, save_png, write_gif
 
@@ -384,7 +410,7 @@ def propagate_video(model: SpatioTemporalAutoencoder, out_dir: Union[str, os.Pat
     scale = max(1, -(-128 // h)) if scale is None else scale
     with outputs:
         overlays = []
-        for t, (frame, lab) in enumerate(zip(res.frames, res.labels["stae"])):
+        for t, (frame, lab) in enumerate(zip(res.frames, res.labels["stae"]), start):
             write_label_png(outputs.path(f"labels/labels_{t:05d}.png"), lab)
             ov = overlay(frame, lab)
             save_png(ov, outputs.path(f"overlays/overlay_{t:05d}.png"))
@@ -395,7 +421,7 @@ def propagate_video(model: SpatioTemporalAutoencoder, out_dir: Union[str, os.Pat
             panels = []
             for t, frame in enumerate(res.frames):
                 cells = [overlay(frame, res.truth[t])] + [overlay(frame, res.labels[m][t]) for m in methods]
-                cols = [f"truth t={t}"] + [f"{names[m]} {res.iou[m][t]:.2f}" if t else names[m] for m in methods]
+                cols = [f"truth t={start + t}"] + [f"{names[m]} {res.iou[m][t]:.2f}" if t else names[m] for m in methods]
                 panels.append(grid_image([cells], col_labels=cols, scale=scale))
             write_gif(panels, outputs.path("compare.gif"), fps=fps)
         outputs.path("propagate.json").write_text(json.dumps(summary, indent=2) + "\n")

@@ -18,7 +18,7 @@ def register(subparsers) -> None:
         "propagate",
         help="propagate first-frame labels through a video along the predicted flow",
         description=(
-            "Carry an integer label map (PNG, any number of labels) from the first frame of VIDEO through "
+            "Carry an integer label map (PNG, any number of labels) from the first frame (or frame --start) of VIDEO through "
             "the video: labels_{t+1}(p) = labels_t(p + T_t(p)), T_t the model's backward flow at image "
             "resolution (one-hot maps warped bilinearly, then argmax). Writes labels/ (palette PNGs whose "
             "pixel values are the labels), overlays/, overlay.gif and propagate.json to --out. With ground "
@@ -31,10 +31,13 @@ def register(subparsers) -> None:
     p.add_argument("video", metavar="VIDEO", nargs="?", default=None,
                    help="video file, folder of frames, or clip file (.npy/.npz)")
     p.add_argument("--labels", metavar="MASK.png", default=None,
-                   help="the first frame's labels: gray/palette/16-bit PNG of integers, 0 = background")
+                   help="the labels of the first frame (or of frame --start): gray/palette/16-bit PNG of integers, 0 = background")
     p.add_argument("--true-masks", metavar="DIR", default=None,
                    help="folder of PNG label maps, one per frame in name order, for IoU")
     p.add_argument("--index", type=int, default=None, help="clip files: which sequence (default 0)")
+    p.add_argument("--start", type=int, default=0, metavar="K",
+                   help="the labels are frame K's (default 0); frames 0..K-1 only fill the model's memory, so "
+                        "its first flow is not a guess from one frame")
     p.add_argument("--moving-mnist", type=int, default=None, metavar="INDEX",
                    help="instead of VIDEO: generated Moving MNIST sequence INDEX, digit masks as labels and truth")
     g = p.add_argument_group("--moving-mnist options (match the data the model was trained on)")
@@ -68,11 +71,12 @@ def run(args: argparse.Namespace) -> int:
     model = load_model(args.checkpoint)
     s = propagate_video(model, args.out, video=args.video, labels=args.labels, index=args.index,
                         true_masks=args.true_masks, moving_mnist=args.moving_mnist, mm_options=mm_options,
-                        size=args.size, max_frames=args.max_frames, fps=args.fps, scale=args.scale, force=args.force)
+                        size=args.size, max_frames=args.max_frames, fps=args.fps, scale=args.scale, force=args.force,
+                        start=args.start)
     print(f"propagated labels {s['label_values']} through {s['frames']} frames ({s['frame_fit']})")
     if "mean_iou" in s:
         m = {k: ("n/a" if v is None else f"{v:.3f}") for k, v in s["mean_iou"].items()}
-        print(f"mean IoU over frames 1..{s['frames'] - 1}: stae {m['stae']}, DIS flow {m['dis']}, "
+        print(f"mean IoU over frames {s['labelled_frame'] + 1}..{s['frames'] - 1}: stae {m['stae']}, DIS flow {m['dis']}, "
               f"copy first mask {m['copy_first']}")
     for path in s["written"]:
         print(f"wrote {path}")

@@ -92,19 +92,18 @@ QUICK = Budget(test_clips=8, rollout_clips=4, propagation_sequences=2, constant_
                figure_sequences=2, video_frames=14)
 
 # Training runs: (config file, `stae train --set` overrides). Every run: the fast recipe at
-# batch 16, lr 2e-3 (Table 3: batch 1, lr 1e-3), one thread, with the exact performance options (FFT convolutions, sub-pixel
-# decoder: the same function and parameters as the paper's layers, docs/performance.md).
+# batch 16, lr 2e-3 (Table 3: batch 1, lr 1e-3), one thread, with the exact performance options
+# (FFT convolutions, sub-pixel decoder: the same function and parameters as the paper's layers, docs/performance.md).
 # Budgets are the full reproduction's; --quick replaces them with QUICK_SETS.
-_COMMON = ["model.fft_conv=true", "model.subpixel_decoder=true", "train.recipe=fast", "train.batch_size=16",
-           "train.lr=2e-3", "train.threads=1", "checkpoint.val_batches=6", "data.val_sequences=96",
-           "checkpoint.keep_last=100", "log.progress=false"]
+_BASE = ["model.fft_conv=true", "model.subpixel_decoder=true", "train.recipe=fast", "train.threads=1",
+         "data.val_sequences=96", "checkpoint.keep_last=100", "log.progress=false"]
+_COMMON = _BASE + ["train.batch_size=16", "train.lr=2e-3", "checkpoint.val_batches=6"]
 _T2 = _COMMON + ["train.max_steps=1500", "train.max_minutes=115", "checkpoint.every_steps=100"]
 # Table 3's runs use the fast recipe's own batch 1, lr 1e-3: at equal wall-clock time it beats
 # batch 16 on float frames with eq. (5) (benchmarks/results/recipe_wallclock.json: test L2
 # 0.0189 vs 0.0211 after 20 minutes). 2,200 updates fit 20 minutes with two runs side by side.
-_T3 = [s for s in _COMMON if not s.startswith(("train.batch_size=", "train.lr=", "checkpoint.val_batches="))] + [
-    "train.batch_size=1", "train.lr=1e-3", "checkpoint.val_batches=24", "model.preset=conv-1enc-1lstm",
-    "train.max_steps=2200", "train.max_minutes=20", "checkpoint.every_steps=275"]
+_T3 = _BASE + ["train.batch_size=1", "train.lr=1e-3", "checkpoint.val_batches=24", "model.preset=conv-1enc-1lstm",
+               "train.max_steps=2200", "train.max_minutes=20", "checkpoint.every_steps=275"]
 RUNS: dict[str, tuple[Optional[str], list[str]]] = {
     "t2-vanilla": ("configs/table2-binary.yaml", _T2),
     # The shipped model: the vanilla model with the flow fixes, configs/vanilla-mmnist.yaml

@@ -223,8 +223,10 @@ def test_start_warms_the_memory_then_labels_that_frame():
     with torch.no_grad():
         _, cold, _ = model.step(frames[2].unsqueeze(0), None)  # frame 2 without the warm-up
     assert not torch.allclose(cold, flow)  # the warm-up changes the flow that carries the labels
-    with pytest.raises(StaeError, match="cannot label frame 6"):
+    with pytest.raises(StaeError, match="cannot label frame 6: the video has only 6 frame"):
         propagate(model, frames, lab, start=6)
+    with pytest.raises(StaeError, match="cannot label frame 9: the video has only 6 frame"):
+        propagate(model, frames, lab, start=9)
     with pytest.raises(StaeError, match=">= 0"):
         propagate(model, frames, lab, start=-1)
 

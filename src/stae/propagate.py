@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 from typing import Iterable, Iterator, Optional, Sequence, Union
 
@@ -192,14 +193,13 @@ def propagate(model: Optional[SpatioTemporalAutoencoder], frames: Iterable[torch
     truth_it = iter(truth) if truth is not None else None
     frames = iter(frames)
     state = None
-    for k in range(start):  # warm-up: the model sees the frames before the labelled one
-        frame = next(frames, None)
-        if frame is None:
-            raise StaeError(f"cannot label frame {start}: the video has only {k} frame(s)")
+    seen = 0
+    for frame in islice(frames, start):  # warm-up: the model sees the frames before the labelled one
         if model is not None and "stae" in methods:
             _, _, state = model.step(frame.unsqueeze(0), state)
         if truth_it is not None and next(truth_it, None) is None:
-            raise StaeError(f"ground truth ends at frame {k}, before the video does")
+            raise StaeError(f"ground truth ends at frame {seen}, before the video does")
+        seen += 1
     prev: Optional[torch.Tensor] = None
     flow_prev: Optional[torch.Tensor] = None  # T_{t-1}, image resolution
     for t, frame in enumerate(frames):
@@ -235,7 +235,7 @@ def propagate(model: Optional[SpatioTemporalAutoencoder], frames: Iterable[torch
         raise StaeError(f"more true label maps than the video's {start + len(res.frames)} frames")
     if not res.frames:
         raise StaeError("the video has no frames" if start == 0 else
-                        f"cannot label frame {start}: the video has only {start} frame(s)")
+                        f"cannot label frame {start}: the video has only {seen} frame(s)")
     return res
 
 
@@ -316,8 +316,6 @@ def propagate_video(model: SpatioTemporalAutoencoder, out_dir: Union[str, os.Pat
     frame ``start`` (the given PNG, or the truth of that frame); the frames before it only fill
     the model's memory. Outputs are numbered by video frame.
     """
-    from itertools import islice
-
     from stae.predict import OutputSet, check_video_options, fitted_frames, open_frames
 
     check_video_options(fps, scale, max_frames)

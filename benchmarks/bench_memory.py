@@ -20,21 +20,21 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import perf_common as pc  # noqa: E402  (first: sets OMP_WAIT_POLICY before torch loads)
 
 
-from stae.config import DIRECT, FAST  # noqa: E402
+from stae.model.config import DIRECT, FAST  # noqa: E402
 
 PRESET = "conv-1enc-1lstm"
 BUDGET_GB = 1.5
 
-_CKPT = {"checkpoint_time": True}
+_CKPT = {"recompute_steps": True}
 
 # (name, ModelConfig overrides, tau, bf16 autocast)
 VARIANTS: list[tuple[str, dict, int, bool]] = [
     ("direct", DIRECT, 10, False),
     ("fast", FAST, 10, False),
     ("direct", DIRECT, 19, False),
-    ("direct+checkpoint_time", {**DIRECT, **_CKPT}, 19, False),
+    ("direct+recompute_steps", {**DIRECT, **_CKPT}, 19, False),
     ("fast", FAST, 19, False),
-    ("fast+checkpoint_time", {**FAST, **_CKPT}, 19, False),
+    ("fast+recompute_steps", {**FAST, **_CKPT}, 19, False),
 ]
 
 

@@ -27,7 +27,7 @@ import perf_common as pc  # noqa: E402  (sets OMP_WAIT_POLICY before torch loads
 import torch  # noqa: E402
 
 from reference_model import ReferenceModel  # noqa: E402
-from stae.config import DIRECT, FAST  # noqa: E402
+from stae.model.config import DIRECT, FAST  # noqa: E402
 from stae.model import build_model  # noqa: E402
 from stae.model.warp import warp  # noqa: E402
 

@@ -1,5 +1,5 @@
-"""Training throughput: sequences/s of one optimiser step (forward, eq. 5 loss, backward,
-RMSprop) on Moving-MNIST-sized clips (64x64, tau = 10 input frames, vanilla preset), for the
+"""Training throughput: sequences/s of one optimiser step (stae's ``train_step``: forward,
+eq. 5 loss, backward, RMSprop) on Moving-MNIST-sized clips (64x64, tau = 10 input frames, vanilla preset), for the
 reference implementation (``reference_model.py``: eight gate convolutions, fp32, one sequence
 per step) and for stae with its performance options, at batch 1 and 16, fp32 and bf16
 autocast.
@@ -26,8 +26,9 @@ import perf_common as pc  # noqa: E402  (first: sets OMP_WAIT_POLICY before torc
 import torch  # noqa: E402
 
 from reference_model import ReferenceModel  # noqa: E402
-from stae.config import DIRECT, FAST  # noqa: E402
-from stae.losses import objective  # noqa: E402
+from stae.model.config import DIRECT, FAST  # noqa: E402
+from stae.training import load_config, make_optimizer  # noqa: E402
+from stae.training.loop import loss_weights, train_step  # noqa: E402
 from stae.model import build_model  # noqa: E402
 
 PRESET = "conv-1enc-1lstm"
@@ -47,20 +48,19 @@ VARIANTS: list[tuple[str, str, dict, int, bool]] = [
 
 
 def make_step(model: torch.nn.Module, batch: int, tau: int, bf16: bool, seed: int = 0) -> Callable[[], float]:
-    """One training step on a fixed random clip (B, tau + 1, 1, 64, 64); returns the loss."""
+    """One training step (stae's ``train_step``: eq. 5 loss on every prediction, RMSprop, no
+    clipping) on a fixed random clip (B, tau + 1, 1, 64, 64); returns the loss."""
     g = torch.Generator().manual_seed(seed)
     clip = torch.rand(batch, tau + 1, 1, 64, 64, generator=g)
-    inputs, targets = clip[:, :-1], clip[:, 1:]
-    opt = torch.optim.RMSprop(model.parameters(), lr=1e-4)
+    cfg = load_config(None, [f"data.context={tau}", "train.optimizer=rmsprop", "train.lr=1e-4",
+                             "train.weight_decay=0", "train.loss=eq5", "train.loss_steps=all",
+                             "train.loss_warmup=0", "train.grad_clip=none"])
+    opt = make_optimizer(model.parameters(), cfg.train)
+    weights = loss_weights(cfg)
+    amp = torch.bfloat16 if bf16 else None
 
     def step() -> float:
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            out = model(inputs)
-        loss = objective(out.frames.float(), out.logits.float(), out.flows.float(), targets)["total"]
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        return float(loss.detach())
+        return train_step(model, opt, clip, cfg, weights, 0, amp_dtype=amp)[0]["total"]
 
     return step
 

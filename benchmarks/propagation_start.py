@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from stae.checkpoint import load_model
+from stae.weights import load_model
 from stae.propagate import moving_mnist_sequence, propagate
 
 AHEAD = (1, 5, 10)

@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 
 from stae.training import load_config, train
+from stae.training.run_dir import read_metrics
 
 CANDIDATES = {
     # name: (overrides, sequences the budget is expected to fit -- sets the schedule's length)
@@ -64,7 +65,7 @@ def main() -> None:
         t0 = time.perf_counter()
         res = train(cfg, run_dir)
         wall = time.perf_counter() - t0
-        recs = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+        recs = read_metrics(run_dir)
         val = [{k: r[k] for k in ("step", "time", "total", "intensity", "gradient") if k in r}
                for r in recs if r.get("kind") == "val"]
         train_recs = [r for r in recs if r.get("kind") == "train"]

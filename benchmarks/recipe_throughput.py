@@ -14,8 +14,8 @@ from pathlib import Path
 
 import torch
 
-from stae.training import load_config
-from stae.training.loop import clip_loss, loss_weights
+from stae.training import load_config, make_optimizer
+from stae.training.loop import loss_weights, train_step
 from stae.model.autoencoder import SpatioTemporalAutoencoder
 
 SETTINGS = [  # (threads, batch size, amp)
@@ -34,17 +34,14 @@ def main() -> None:
         cfg = load_config(None, [f"train.batch_size={bs}", f"train.amp={amp}"])
         torch.manual_seed(0)
         model = SpatioTemporalAutoencoder(cfg.model)
-        opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+        opt = make_optimizer(model.parameters(), cfg.train)
         w = loss_weights(cfg)
         clip = torch.rand(bs, 11, 1, 64, 64)
         dtype = torch.bfloat16 if amp == "bf16" else None
         times = []
         for i in range(args.updates + 1):
             t0 = time.perf_counter()
-            terms, _ = clip_loss(model, clip, cfg, w, dtype)
-            opt.zero_grad()
-            terms["total"].backward()
-            opt.step()
+            train_step(model, opt, clip, cfg, w, i, amp_dtype=dtype)
             times.append(time.perf_counter() - t0)
         s_per_seq = sum(times[1:]) / args.updates / bs
         rows.append({"threads": threads, "batch_size": bs, "amp": amp, "s_per_sequence": s_per_seq})

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from stae.config import ModelConfig
+from stae.model.config import ModelConfig
 
 
 @pytest.fixture(autouse=True)

@@ -4,7 +4,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from stae.checkpoint import load_model, resolve_checkpoint, save_model
+from stae.weights import load_model, resolve_checkpoint, save_model
 from stae.cli import main
 from stae.errors import StaeError
 from stae.model import build_model

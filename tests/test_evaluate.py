@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from stae.checkpoint import save_model
+from stae.weights import save_model
 from stae.cli import main
 from stae.errors import StaeError
 from stae.evaluate import evaluate, format_table

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from stae.checkpoint import save_model
+from stae.weights import save_model
 from stae.cli import main
-from stae.config import ModelConfig
+from stae.model.config import ModelConfig
 from stae.export import StreamingStep, export_model, initial_state, io_names, state_shapes
 from stae.model import build_model
 

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from stae.config import ModelConfig, presets
+from stae.model.config import ModelConfig, presets
 from stae.errors import StaeError
 from stae.model import build_model
 from tests.conftest import tiny_config
@@ -75,7 +75,7 @@ def test_warp_padding_is_what_the_sampler_reads_off_the_map(padding):
         assert torch.allclose(flow, torch.full_like(flow, 100.0))
         x = model.encoder(frame)
         seen = torch.zeros_like(x) if padding == "zeros" else x[..., -1:, -1:].expand_as(x)
-        assert torch.allclose(model.step(frame)[0], model._to_image(model._decode(seen)), atol=1e-6)
+        assert torch.allclose(model.step(frame)[0], model.to_image(model.decoder(seen)), atol=1e-6)
     with pytest.raises(ValueError, match="warp_padding"):
         tiny_config(warp_padding="reflect").validate()
 
@@ -116,10 +116,16 @@ def test_bad_shapes_are_rejected_with_what_fits():
 
 def test_config_from_dict_rejects_unknown_and_wrong_types():
     assert ModelConfig.from_dict({"memory_channels": [64, 128]}).memory_channels == (64, 128)
-    with pytest.raises(ValueError, match="unknown model config key.*colour"):
+    with pytest.raises(ValueError, match="unknown config key model.colour"):
         ModelConfig.from_dict({"colour": 1})
-    with pytest.raises(ValueError, match="'flow_kernel' must be an integer"):
+    with pytest.raises(ValueError, match="'model.flow_kernel': expected an integer"):
         ModelConfig.from_dict({"flow_kernel": "15"})
+    with pytest.raises(ValueError, match="'model.memory': 'lstm' is not one of conv, fc"):
+        ModelConfig.from_dict({"memory": "lstm"})
+    with pytest.raises(ValueError, match="memory must be one of"):
+        ModelConfig(memory="lstm").validate()
+    # the old name of recompute_steps is read under the new one
+    assert ModelConfig.from_dict({"checkpoint_time": True}).recompute_steps
     with pytest.raises(ValueError, match="odd"):
         ModelConfig(flow_kernel=4).validate()
     round_trip = ModelConfig.from_dict(ModelConfig(flow_clamp=7.75).to_dict())

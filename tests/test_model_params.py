@@ -2,7 +2,7 @@
 
 import pytest
 
-from stae.config import PAPER_PARAMETERS, preset, presets
+from stae.model.config import PAPER_PARAMETERS, preset, presets
 from stae.model import build_model, parameter_table
 
 EXACT = ["conv-1enc-1lstm", "conv-1enc-2lstm", "conv-2enc-1lstm", "conv-2enc-2lstm"]

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from stae.model import fftconv
 from stae.model.fftconv import fft_conv2d, fft_plan, kernel_spectrum
-from stae.perf import upsample_conv2d
+from stae.model.subpixel import upsample_conv2d
 
 
 def _rel(a: torch.Tensor, b: torch.Tensor) -> float:

@@ -10,15 +10,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from stae.config import DIRECT, FAST, ModelConfig, preset
+from stae.model.config import DIRECT, FAST, ModelConfig, preset
 from stae.losses import objective
 from stae.model import build_model
 
 OPTIONS = [
     {"fft_conv": True},
-    {"checkpoint_time": True},
+    {"recompute_steps": True},
     {"subpixel_decoder": True},
-    {"fft_conv": True, "checkpoint_time": True, "subpixel_decoder": True},
+    {"fft_conv": True, "recompute_steps": True, "subpixel_decoder": True},
 ]
 
 
@@ -70,11 +70,11 @@ def test_options_equal_default_forward_and_backward(preset, options):
     assert _rel(g1, g0) < 1e-10
 
 
-def test_checkpoint_time_fc_memory_equal():
+def test_recompute_steps_fc_memory_equal():
     cfg = ModelConfig(encoder_channels=(4, 4), memory="fc", fc_hidden=(64,), fc_frame_size=(16, 16), flow_1x1=False)
     torch.manual_seed(0)
     base = build_model(cfg).double()
-    other = build_model(cfg.replace(checkpoint_time=True)).double()
+    other = build_model(cfg.replace(recompute_steps=True)).double()
     other.load_state_dict(base.state_dict())
     clip = torch.rand(2, 3, 1, 16, 16, dtype=torch.float64)
     (o0, g0), (o1, g1) = _loss_and_grads(base, clip), _loss_and_grads(other, clip)

@@ -8,7 +8,8 @@ import pytest
 from PIL import Image
 
 from stae.cli import main
-from stae.commands.plot import curve, read_records, run_curves, smooth
+from stae.commands.plot import curve, run_curves, smooth
+from stae.training.run_dir import read_metrics
 from stae.errors import StaeError
 
 
@@ -33,7 +34,7 @@ def test_curves_and_png(tmp_path, capsys):
     assert curves["conv-1enc-1lstm"] == [(10.0, 0.5), (20.0, 0.3), (30.0, 0.2)]
     assert curves["conv-1enc-1lstm (val)"] == [(10.0, 0.4)]  # "loss" of validation records is "total"
     assert "fc-2enc-1lstm (val)" not in curves
-    assert curve(read_records(a / "metrics.jsonl"), "bce", "train")[-1] == (30.0, 0.4)
+    assert curve(read_metrics(a, strict=True), "bce", "train")[-1] == (30.0, 0.4)
     assert main(["plot", str(a), "--out", str(out)]) == 2  # exists
     assert main(["plot", str(a), "--out", str(out), "--force", "--metric", "bce", "--names", "vanilla"]) == 0
 

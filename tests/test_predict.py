@@ -10,9 +10,9 @@ import pytest
 import torch
 from PIL import Image
 
-from stae.checkpoint import save_model
+from stae.weights import save_model
 from stae.cli import main
-from stae.config import ModelConfig
+from stae.model.config import ModelConfig
 from stae.errors import StaeError
 from stae.flowio import read_flo
 from stae.model import build_model
@@ -183,7 +183,7 @@ def test_bad_inputs_exit_2(files, tmp_path, capsys):
     assert "smaller than the model's stride" in capsys.readouterr().err
     # A checkpoint whose weights do not fit its config.
     from safetensors.torch import load_file, save_file
-    from stae.checkpoint import CONFIG_KEY, FORMAT_KEY, FORMAT_VERSION
+    from stae.weights import CONFIG_KEY, FORMAT_KEY, FORMAT_VERSION
     state = load_file(ckpt)
     other = ModelConfig(**{**TINY, "memory_channels": (5,)})
     save_file(state, tmp_path / "other.safetensors", metadata={CONFIG_KEY: other.to_json(), FORMAT_KEY: FORMAT_VERSION})

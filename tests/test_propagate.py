@@ -9,9 +9,9 @@ import pytest
 import torch
 from PIL import Image
 
-from stae.checkpoint import save_model
+from stae.weights import save_model
 from stae.cli import main
-from stae.config import ModelConfig
+from stae.model.config import ModelConfig
 from stae.model import build_model
 from stae.propagate import (
     label_colors,

@@ -4,7 +4,7 @@ name with no download, and it predicts better than copying the last frame on tes
 import pytest
 import torch
 
-from stae.checkpoint import load_model, metadata_json, shipped_models
+from stae.weights import load_model, metadata_json, shipped_models
 
 pytestmark = pytest.mark.skipif("vanilla-mmnist" not in shipped_models(),
                                 reason="src/stae/weights/vanilla-mmnist.safetensors not shipped yet "

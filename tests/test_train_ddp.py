@@ -11,9 +11,10 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from stae.checkpoint import load_model
+from stae.weights import load_model
 from stae.training import resolve, train
 from stae.training.batches import DataOrder
+from stae.training.run_dir import read_metrics
 from tests.test_train_config import tiny_raw, write_tiny_clips
 
 
@@ -49,8 +50,8 @@ def test_two_processes_equal_one_process_on_combined_batch(tmp_path):
                 for k, v in load_model(one_dir / "step-0000002").state_dict().items())
     assert moved > 1e-4
     # only rank 0 logged: one record per step, and the same losses as the single process
-    recs = [json.loads(x) for x in (ddp_dir / "metrics.jsonl").read_text().splitlines()]
-    ones = [json.loads(x) for x in (one_dir / "metrics.jsonl").read_text().splitlines()]
+    recs = read_metrics(ddp_dir)
+    ones = read_metrics(one_dir)
     ddp_losses = [r["loss"] for r in recs if r["kind"] == "train"]
     one_losses = [r["loss"] for r in ones if r["kind"] == "train"]
     assert len(ddp_losses) == 2

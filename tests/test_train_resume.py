@@ -16,12 +16,13 @@ import pytest
 import torch
 import yaml
 
-from stae.checkpoint import load_model
+from stae.weights import load_model
 from stae.cli import main
 from stae.errors import StaeError
 from stae.training import TrainingDiverged, load_run_config, resolve, train
-from stae.training import checkpoints as ck
+from stae.training import run_dir as ck
 from stae.training import loop
+from stae.training.run_dir import read_metrics
 from tests.test_train_config import tiny_raw, write_tiny_clips
 
 
@@ -31,7 +32,7 @@ def data(tmp_path):
 
 
 def train_losses(run_dir: Path) -> dict[int, float]:
-    recs = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    recs = read_metrics(run_dir)
     return {r["step"]: r["loss"] for r in recs if r["kind"] == "train"}
 
 
@@ -69,7 +70,7 @@ def test_resume_equals_uninterrupted(tmp_path, data):
     rb = json.loads((tmp_path / "part" / "result.json").read_text())
     assert (ra["stopped"], ra["updates"], ra["sequences_seen"]) == ("done", 12, 12 * cfg.train.batch_size)
     assert (rb["stopped"], rb["resumed_from"], rb["updates"]) == ("done", 5, 12)
-    sessions = [json.loads(x) for x in (tmp_path / "part" / "metrics.jsonl").read_text().splitlines()]
+    sessions = read_metrics(tmp_path / "part")
     sessions = [r for r in sessions if r["kind"] == "session"]
     assert [(r["step"], r["resumed"]) for r in sessions] == [(0, False), (5, True)]
     assert ra["best_val"] == full.best_val
@@ -101,8 +102,7 @@ def test_keep_last_and_best(tmp_path, data):
     run = tmp_path / "r"
     assert [p.name for _, p in ck.step_checkpoints(run)] == ["step-0000010", "step-0000012"]
     assert not list(run.glob(".tmp-*")) and not list(run.glob(".old-*"))
-    vals = {json.loads(x)["step"]: json.loads(x)["total"] for x in (run / "metrics.jsonl").read_text().splitlines()
-            if json.loads(x)["kind"] == "val"}
+    vals = {r["step"]: r["total"] for r in read_metrics(run) if r["kind"] == "val"}
     assert sorted(vals) == [2, 4, 6, 8, 10, 12]
     best_step = min(vals, key=vals.get)
     best = ck.load_state(run / "best")
@@ -168,7 +168,7 @@ def test_nan_stops_and_keeps_last_good(tmp_path, data, monkeypatch, capsys):
     assert "loss became nan at step 6" in msg and "step-0000004" in msg and "\n" not in msg
     assert [p.name for _, p in ck.step_checkpoints(run)] == ["step-0000004"]
     assert all(torch.isfinite(v).all() for v in weights(run, "step-0000004").values())
-    last = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
+    last = read_metrics(run)[-1]
     assert last["kind"] == "diverged" and last["step"] == 6
     # through the CLI: one line, exit 2
     calls["n"] = 0
@@ -226,7 +226,7 @@ def test_tensorboard_and_metrics_log(tmp_path, data):
         assert t in tags["scalars"], t
     assert [e.step for e in acc.Scalars("train/loss")] == [1, 2, 3, 4]
     assert [e.step for e in acc.Images("train/input_target_prediction_flow")] == [2, 4]
-    recs = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    recs = read_metrics(run)
     assert recs[0]["kind"] == "session" and not recs[0]["resumed"]
     recs = [r for r in recs if r["kind"] == "train"]
     assert {"step", "epoch", "lr", "loss", "intensity", "gradient", "huber", "seq_per_s", "time"} <= set(recs[0])

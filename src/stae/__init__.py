@@ -7,8 +7,8 @@ checkpoints (``load_model``, ``save_model``), flow colouring and ``.flo`` files,
 sources (``MovingMNIST``, ``load_clip_file``, ``VideoClipDataset``).
 """
 
-from stae.checkpoint import load_model, save_model
-from stae.config import ModelConfig, preset, presets
+from stae.weights import load_model, save_model
+from stae.model.config import ModelConfig, preset, presets
 from stae.data import MovingMNIST, VideoClipDataset, load_clip_file, load_digits
 from stae.errors import StaeError
 from stae.flowio import flow_to_color, read_flo, write_flo

@@ -19,8 +19,6 @@ description travel inside the file (TorchScript ``extra_files`` / ONNX metadata)
 
 from __future__ import annotations
 
-import copy
-import dataclasses
 import io
 import json
 import os
@@ -31,9 +29,10 @@ from typing import Optional, Union
 import torch
 from torch import nn
 
-from stae.checkpoint import atomic_write_bytes
+from stae.weights import atomic_write_bytes
 from stae.errors import StaeError
 from stae.model.autoencoder import SpatioTemporalAutoencoder
+from stae.model.config import DIRECT
 
 FORMATS = ("torchscript", "onnx")
 ONNX_OPSET = 17  # grid_sample (the warp) needs opset >= 16
@@ -113,14 +112,10 @@ def export_model(model: SpatioTemporalAutoencoder, path: Union[str, os.PathLike]
     size = default_size(model) if size is None else size
     model.check_frame_shape((model.config.in_channels, *size), "--size")
     meta = _description(model, batch, size)
-    model = copy.deepcopy(model).eval()
-    # The exact performance options compute the same function faster in eager PyTorch, but
-    # FFT convolution has no ONNX counterpart and the exporter mistranslates the sub-pixel
-    # decoder's phase kernels (test_export), so the export runs the paper's direct layers.
-    for part in (model.memory, model.flow):
-        if getattr(part, "fft", False):
-            part.fft = False
-    model.config = dataclasses.replace(model.config, subpixel_decoder=False)
+    # The fast paths compute the same function faster in eager PyTorch, but FFT convolution has
+    # no ONNX counterpart and the exporter mistranslates the sub-pixel decoder's phase kernels
+    # (test_export), so the export runs the same weights in the paper's direct layers.
+    model = _direct_copy(model)
     wrapper = StreamingStep(model).eval()
     frame = torch.rand(batch, model.config.in_channels, *size, generator=torch.Generator().manual_seed(0))
     example = (frame, *initial_state(model, batch, *size))
@@ -138,6 +133,13 @@ def export_model(model: SpatioTemporalAutoencoder, path: Union[str, os.PathLike]
             buf = _onnx_bytes(wrapper, example, model, meta)
     atomic_write_bytes(path, buf.getvalue())
     return path
+
+
+def _direct_copy(model: SpatioTemporalAutoencoder) -> SpatioTemporalAutoencoder:
+    """The same weights in a model built with the direct layers (no fast paths), in eval mode."""
+    direct = SpatioTemporalAutoencoder(model.config.replace(**DIRECT))
+    direct.load_state_dict(model.state_dict())
+    return direct.eval()
 
 
 def _onnx_bytes(wrapper: nn.Module, example: tuple, model: SpatioTemporalAutoencoder, meta: dict) -> io.BytesIO:

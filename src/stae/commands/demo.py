@@ -41,7 +41,7 @@ def _probe_updates_per_minute(cfg) -> float:
 
     from stae.model.autoencoder import SpatioTemporalAutoencoder
     from stae.training.batches import DataOrder, build_datasets, make_batch, num_frames_of
-    from stae.training.loop import clip_loss, loss_weights
+    from stae.training.loop import loss_weights, train_step
     from stae.training.recipes import make_optimizer
 
     threads = torch.get_num_threads()
@@ -59,10 +59,7 @@ def _probe_updates_per_minute(cfg) -> float:
         for s in range(5):
             t0 = time.perf_counter()
             idx, off = order.indices(s)
-            terms, _ = clip_loss(model, make_batch(train_ds, idx, off, tau + 1), cfg, w)
-            opt.zero_grad()
-            terms["total"].backward()
-            opt.step()
+            train_step(model, opt, make_batch(train_ds, idx, off, tau + 1), cfg, w, s)
             times.append(time.perf_counter() - t0)
         return 60.0 / sorted(times[1:])[len(times[1:]) // 2]
     finally:
@@ -72,7 +69,7 @@ def _probe_updates_per_minute(cfg) -> float:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from stae.checkpoint import load_model
+    from stae.weights import load_model
     from stae.data.moving_mnist import default_dataset
     from stae.evaluate import evaluate, format_table
     from stae.training import load_config, train

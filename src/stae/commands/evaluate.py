@@ -57,7 +57,7 @@ def build_eval_dataset(spec: str, need: int, binary: bool = False, lines: bool =
 
 
 def run(args: argparse.Namespace) -> int:
-    from stae.checkpoint import load_model, resolve_checkpoint
+    from stae.weights import load_model, resolve_checkpoint
     from stae.evaluate import evaluate, format_table
 
     if args.context < 1 or args.horizon < 1 or (args.limit is not None and args.limit < 1) or args.batch_size < 1:
@@ -79,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
     report = {"checkpoint": str(resolve_checkpoint(args.checkpoint)), "data": args.data,
               "model_config": model.config.to_dict(), **report}
     out = Path(args.out) if args.out else Path(f"eval_{args.mode}.json")
-    from stae.checkpoint import atomic_write_bytes
+    from stae.weights import atomic_write_bytes
     atomic_write_bytes(out, (json.dumps(report, indent=2) + "\n").encode())
     p = report["protocol"]
     print(f"{p['clips']} clips of {args.data}: {p['frames']}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from stae.checkpoint import load_model
+from stae.weights import load_model
 from stae.export import FORMATS, default_size, export_model, io_names, state_shapes
 from stae.predict import parse_size
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from stae.config import PAPER_PARAMETERS, presets
+from stae.model.config import PAPER_PARAMETERS, presets
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -25,7 +25,7 @@ def run(args: argparse.Namespace) -> int:
         else:
             from pathlib import Path
 
-            from stae.checkpoint import load_model, resolve_checkpoint, shipped_models
+            from stae.weights import load_model, resolve_checkpoint, shipped_models
             from stae.errors import StaeError
 
             if not Path(name).exists() and name not in shipped_models():

@@ -19,35 +19,9 @@ from typing import Optional, Sequence
 import numpy as np
 
 from stae.errors import StaeError
-from stae.training.summary import METRICS_NAME
+from stae.training.run_dir import metrics_file, read_metrics
 
 KINDS = ("train", "val")
-
-
-def metrics_path(run: str | Path) -> Path:
-    """A run directory (or its metrics.jsonl itself) -> the metrics.jsonl path."""
-    p = Path(run)
-    if p.is_dir():
-        p = p / METRICS_NAME
-    if not p.is_file():
-        raise StaeError(f"{p}: no such file (give a run directory written by stae train, or its {METRICS_NAME})")
-    return p
-
-
-def read_records(path: Path) -> list[dict]:
-    """The JSON objects of a metrics.jsonl, in order; a malformed line is an error naming it."""
-    out = []
-    for i, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise StaeError(f"{path}:{i}: not a JSON line ({e.msg})") from None
-        if not isinstance(rec, dict):
-            raise StaeError(f"{path}:{i}: expected a JSON object, got {type(rec).__name__}")
-        out.append(rec)
-    return out
 
 
 def curve(records: Sequence[dict], metric: str, kind: str, x: str = "step") -> list[tuple[float, float]]:
@@ -87,8 +61,8 @@ def run_curves(runs: Sequence[str | Path], metric: str = "loss", kinds: Sequence
         raise StaeError(f"--names: {len(names)} name(s) for {len(runs)} run(s)")
     curves: dict[str, list] = {}
     for i, run in enumerate(runs):
-        path = metrics_path(run)
-        records = read_records(path)
+        records = read_metrics(run, strict=True)
+        path = metrics_file(run)
         label = names[i] if names is not None else (path.parent.name if Path(run).is_dir() else path.stem)
         if label in curves or f"{label} (val)" in curves:
             label = f"{label} [{i + 1}]"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from stae.checkpoint import load_model
+from stae.weights import load_model
 from stae.errors import StaeError
 from stae.predict import parse_size
 from stae.propagate import propagate_video

@@ -14,13 +14,12 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint as _checkpoint
 
-from stae.config import ModelConfig, preset
+from stae.model.config import ModelConfig, preset
 from stae.errors import StaeError
 from stae.model.flow import FlowRegressor
 from stae.model.memory import ConvLSTMMemory, FCLSTMMemory, LayerState
 from stae.model.spatial import SpatialDecoder, SpatialEncoder
 from stae.model.warp import warp
-from stae.perf import upsample_conv2d
 
 State = list[LayerState]
 
@@ -41,20 +40,19 @@ class SpatioTemporalAutoencoder(nn.Module):
         cfg = config.validate()
         self.config = cfg
         d = cfg.feature_channels
+        # Each module takes its fast path (fft_conv, subpixel_decoder, recompute_steps: how it
+        # computes, not what) in its constructor.
         self.encoder = SpatialEncoder(cfg.in_channels, cfg.encoder_channels, cfg.spatial_kernel)
         if cfg.memory == "conv":
-            self.memory: nn.Module = ConvLSTMMemory(d, cfg.memory_channels, cfg.memory_kernel)
+            self.memory: nn.Module = ConvLSTMMemory(d, cfg.memory_channels, cfg.memory_kernel,
+                                                    fft=cfg.fft_conv, recompute=cfg.recompute_steps)
         else:
             grid = (cfg.fc_frame_size[0] // cfg.stride, cfg.fc_frame_size[1] // cfg.stride)
-            self.memory = FCLSTMMemory(d * grid[0] * grid[1], cfg.fc_hidden, grid)
+            self.memory = FCLSTMMemory(d * grid[0] * grid[1], cfg.fc_hidden, grid, recompute=cfg.recompute_steps)
         self.flow = FlowRegressor(self.memory.out_channels, cfg.flow_kernel, cfg.flow_hidden,
-                                  cfg.flow_1x1, cfg.flow_scale_init, cfg.flow_clamp)
-        self.decoder = SpatialDecoder(cfg.in_channels, cfg.encoder_channels, cfg.spatial_kernel)
-        # Performance options (config.py): how the memory and Theta compute, not what.
-        if cfg.memory == "conv":
-            self.memory.fft = cfg.fft_conv
-        self.memory.checkpoint = cfg.checkpoint_time
-        self.flow.fft = cfg.fft_conv
+                                  cfg.flow_1x1, cfg.flow_scale_init, cfg.flow_clamp, fft=cfg.fft_conv)
+        self.decoder = SpatialDecoder(cfg.in_channels, cfg.encoder_channels, cfg.spatial_kernel,
+                                      subpixel=cfg.subpixel_decoder)
         self.reset_parameters()
 
     # ------------------------------------------------------------------ set-up
@@ -90,23 +88,22 @@ class SpatioTemporalAutoencoder(nn.Module):
             raise StaeError(f"{what} of shape {tuple(shape)}: this fully-connected-memory model is built for "
                             f"{cfg.fc_frame_size[0]}x{cfg.fc_frame_size[1]} frames")
 
-    def _to_image(self, logits: torch.Tensor) -> torch.Tensor:
+    def to_image(self, logits: torch.Tensor) -> torch.Tensor:
+        """The decoder's raw output as frames: sigmoid probabilities for ``output="sigmoid"``."""
         return torch.sigmoid(logits) if self.config.output == "sigmoid" else logits
 
-    def _decode(self, x: torch.Tensor) -> torch.Tensor:
-        """D; with ``config.subpixel_decoder`` each upsample + conv pair runs as one
-        low-resolution convolution and a pixel shuffle (stae.perf.upsample_conv2d)."""
-        if not self.config.subpixel_decoder:
-            return self.decoder(x)
-        layers = list(self.decoder.net)
-        for conv in layers[1::2]:  # (Upsample, Conv2d) pairs
-            x = upsample_conv2d(x, conv.weight, conv.bias)
-        return x
+    def head(self, x: torch.Tensor, m: Optional[torch.Tensor] = None, *, flow: Optional[torch.Tensor] = None
+             ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Theta, GG+S and D: features x_t (N, d, h, w) and memory output m_t (N, d_m, h, w) ->
+        logits of the next frame (N, C, H, W) and the flow T_t (N, 2, h, w).
 
-    def _head(self, x: torch.Tensor, m: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Theta, GG+S and D: x_t, m_t (N, ., h, w) -> logits (N, C, H, W), flow (N, 2, h, w)."""
-        flow = self.flow(m)
-        return self._decode(warp(x, flow, self.config.warp_padding)), flow
+        ``flow`` given instead of ``m``: warp x_t by that flow and decode (a probe of what the
+        decoder draws for a chosen flow); ``to_image`` turns the logits into frames."""
+        if (m is None) == (flow is None):
+            raise ValueError("head: give the memory output m or a flow, not both")
+        if flow is None:
+            flow = self.flow(m)
+        return self.decoder(warp(x, flow, self.config.warp_padding)), flow
 
     # ---------------------------------------------------------------- running
     def step(self, frame: torch.Tensor, state: Optional[State] = None
@@ -116,7 +113,7 @@ class SpatioTemporalAutoencoder(nn.Module):
         ``state=None`` starts from an empty memory (h = c = 0).
         """
         logits, flow, state = self._step(frame, state)
-        return self._to_image(logits), flow, state
+        return self.to_image(logits), flow, state
 
     def _step(self, frame: torch.Tensor, state: Optional[State]) -> tuple[torch.Tensor, torch.Tensor, State]:
         if frame.dim() != 4:
@@ -124,7 +121,7 @@ class SpatioTemporalAutoencoder(nn.Module):
         self.check_frame_shape(tuple(frame.shape))
         x = self.encoder(frame)  # (B, d, h, w)
         m, state = self.memory(x, state)  # (B, d_m, h, w)
-        logits, flow = self._head(x, m)  # (B, C, H, W), (B, 2, h, w)
+        logits, flow = self.head(x, m)  # (B, C, H, W), (B, 2, h, w)
         return logits, flow, state
 
     def forward(self, clip: torch.Tensor, state: Optional[State] = None) -> StaeOutput:
@@ -141,16 +138,16 @@ class SpatioTemporalAutoencoder(nn.Module):
             raise StaeError(f"the model expects a clip (B, T, C, H, W), got shape {tuple(clip.shape)}")
         self.check_frame_shape(tuple(clip.shape), "clip")
         b, t = clip.shape[:2]
-        if self.config.checkpoint_time and torch.is_grad_enabled():
+        if self.config.recompute_steps and torch.is_grad_enabled():
             return self._run_checkpointed(clip, state)
         x = self.encoder(clip.flatten(0, 1))  # (B*T, d, h, w)
         ms, state = self.memory.run(x.unflatten(0, (b, t)), state)  # (B, T, d_m, h, w)
-        logits, flow = self._head(x, ms.flatten(0, 1))  # (B*T, C, H, W), (B*T, 2, h, w)
+        logits, flow = self.head(x, ms.flatten(0, 1))  # (B*T, C, H, W), (B*T, 2, h, w)
         logits = logits.unflatten(0, (b, t))
-        return StaeOutput(self._to_image(logits), flow.unflatten(0, (b, t)), logits), state
+        return StaeOutput(self.to_image(logits), flow.unflatten(0, (b, t)), logits), state
 
     def _run_checkpointed(self, clip: torch.Tensor, state: Optional[State]) -> tuple[StaeOutput, State]:
-        """:meth:`run` with ``config.checkpoint_time``: E, the memory step and the head run
+        """:meth:`run` with ``config.recompute_steps``: E, the memory step and the head run
         per time step under torch.utils.checkpoint, so the backward pass recomputes one step
         at a time and only the per-step inputs (frames, x_t, h, c) are kept in between."""
         def ckpt(fn, *args):
@@ -158,10 +155,10 @@ class SpatioTemporalAutoencoder(nn.Module):
 
         xs = torch.stack([ckpt(self.encoder, y) for y in clip.unbind(1)], 1)  # (B, T, d, h, w)
         ms, state = self.memory.run(xs, state)  # checkpoints each step itself
-        heads = [ckpt(self._head, x, m) for x, m in zip(xs.unbind(1), ms.unbind(1))]
+        heads = [ckpt(self.head, x, m) for x, m in zip(xs.unbind(1), ms.unbind(1))]
         logits = torch.stack([lg for lg, _ in heads], 1)  # (B, T, C, H, W)
         flows = torch.stack([f for _, f in heads], 1)  # (B, T, 2, h, w)
-        return StaeOutput(self._to_image(logits), flows, logits), state
+        return StaeOutput(self.to_image(logits), flows, logits), state
 
     @torch.no_grad()
     def rollout(self, clip: torch.Tensor, horizon: int) -> StaeOutput:
@@ -172,11 +169,11 @@ class SpatioTemporalAutoencoder(nn.Module):
         out, state = self.run(clip)
         logits, flows = [out.logits[:, -1]], [out.flows[:, -1]]
         for _ in range(horizon - 1):
-            lg, flow, state = self._step(self._to_image(logits[-1]), state)
+            lg, flow, state = self._step(self.to_image(logits[-1]), state)
             logits.append(lg)
             flows.append(flow)
         lg = torch.stack(logits, 1)
-        return StaeOutput(self._to_image(lg), torch.stack(flows, 1), lg)
+        return StaeOutput(self.to_image(lg), torch.stack(flows, 1), lg)
 
 
 def parameter_table(model: SpatioTemporalAutoencoder) -> dict[str, int]:

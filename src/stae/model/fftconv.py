@@ -38,6 +38,8 @@ from typing import NamedTuple, Optional
 import torch
 import torch.nn.functional as F
 
+from stae.model.cache import shape_cache
+
 __all__ = ["FFTPlan", "fft_plan", "kernel_spectrum", "input_spectrum", "spectral_mix", "GradSink", "adjoint", "kernel_adjoint",
            "output_from_spectrum", "input_spectrum_hwnc", "output_from_spectrum_hwnc", "fft_conv2d",
            "TilePlan", "tile_plan", "tiled_kernel_spectrum", "tiled_conv2d"]
@@ -99,22 +101,13 @@ def _real_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
-_DFT2_CACHE: dict[tuple, torch.Tensor] = {}
-
-
+@shape_cache(maxsize=32)
 def _dft2(plan: FFTPlan, device: torch.device, dtype: torch.dtype, offset: Optional[int] = None) -> torch.Tensor:
     """E[(u, v), (m, n)] = exp(-2 pi i (u (p - m) / N_h + v (p - n) / N_w)): (F, k * k),
     cached per plan, offset, device and dtype (it is a constant of the shape)."""
-    key = (plan, offset, device, dtype)
-    e = _DFT2_CACHE.get(key)
-    if e is None:
-        eh = _dft_matrix(plan.n_h, plan.k, plan.n_h, device, dtype, offset)  # (N_h, k)
-        ew = _dft_matrix(plan.n_w, plan.k, plan.n_w // 2 + 1, device, dtype, offset)  # (M_w, k)
-        e = (eh[:, None, :, None] * ew[None, :, None, :]).reshape(plan.freqs, plan.k * plan.k)
-        if len(_DFT2_CACHE) > 32:
-            _DFT2_CACHE.clear()
-        _DFT2_CACHE[key] = e
-    return e
+    eh = _dft_matrix(plan.n_h, plan.k, plan.n_h, device, dtype, offset)  # (N_h, k)
+    ew = _dft_matrix(plan.n_w, plan.k, plan.n_w // 2 + 1, device, dtype, offset)  # (M_w, k)
+    return (eh[:, None, :, None] * ew[None, :, None, :]).reshape(plan.freqs, plan.k * plan.k)
 
 
 def kernel_spectrum(weight: torch.Tensor, plan: FFTPlan, offset: Optional[int] = None) -> torch.Tensor:
@@ -311,39 +304,30 @@ def tiled_kernel_spectrum(weight: torch.Tensor, tp: TilePlan) -> torch.Tensor:
     return kernel_spectrum(weight, tp.fft_plan(), offset=0)
 
 
-_TILE_DFT_CACHE: dict[tuple, tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]] = {}
-
-
+@shape_cache(maxsize=32)
 def _tile_dft(tp: TilePlan, device: torch.device, dtype: torch.dtype):
     """Forward DFT of a haloed tile onto the half spectrum, (F, s^2) as real and imaginary
     parts, and the inverse DFT from the half spectrum onto the tile's valid t x t outputs,
     (t^2, F) real and imaginary parts with the Hermitian weights (1 for the DC and Nyquist
     columns, 2 for the others) and the 1/n^2 normalisation."""
-    key = (tp, device, dtype)
-    hit = _TILE_DFT_CACHE.get(key)
-    if hit is None:
-        n, t, m = tp.n, tp.tile, tp.n // 2 + 1
-        s = t + 2 * (tp.k // 2)
-        u = torch.arange(n, dtype=torch.float64)
-        v = torch.arange(m, dtype=torch.float64)
-        ys = torch.arange(s, dtype=torch.float64)
-        # phase (u y + v x) mod n, exact in integers before scaling
-        fwd = torch.remainder(u.view(n, 1, 1, 1) * ys.view(1, 1, s, 1) + v.view(1, m, 1, 1) * ys.view(1, 1, 1, s), n)
-        fwd = (-2.0 * math.pi / n) * fwd.reshape(n * m, s * s)
-        yt = torch.arange(t, dtype=torch.float64)
-        inv = torch.remainder(yt.view(t, 1, 1, 1) * u.view(1, 1, n, 1) + yt.view(1, t, 1, 1) * v.view(1, 1, 1, m), n)
-        inv = (2.0 * math.pi / n) * inv.reshape(t * t, n * m)
-        wv = torch.full((m,), 2.0, dtype=torch.float64)
-        wv[0] = 1.0
-        if n % 2 == 0:
-            wv[-1] = 1.0
-        wgt = wv.repeat(n) / (n * n)
-        hit = tuple(a.to(device=device, dtype=dtype).contiguous() for a in
-                    (torch.cos(fwd), torch.sin(fwd), torch.cos(inv) * wgt, torch.sin(inv) * wgt))
-        if len(_TILE_DFT_CACHE) > 32:
-            _TILE_DFT_CACHE.clear()
-        _TILE_DFT_CACHE[key] = hit
-    return hit
+    n, t, m = tp.n, tp.tile, tp.n // 2 + 1
+    s = t + 2 * (tp.k // 2)
+    u = torch.arange(n, dtype=torch.float64)
+    v = torch.arange(m, dtype=torch.float64)
+    ys = torch.arange(s, dtype=torch.float64)
+    # phase (u y + v x) mod n, exact in integers before scaling
+    fwd = torch.remainder(u.view(n, 1, 1, 1) * ys.view(1, 1, s, 1) + v.view(1, m, 1, 1) * ys.view(1, 1, 1, s), n)
+    fwd = (-2.0 * math.pi / n) * fwd.reshape(n * m, s * s)
+    yt = torch.arange(t, dtype=torch.float64)
+    inv = torch.remainder(yt.view(t, 1, 1, 1) * u.view(1, 1, n, 1) + yt.view(1, t, 1, 1) * v.view(1, 1, 1, m), n)
+    inv = (2.0 * math.pi / n) * inv.reshape(t * t, n * m)
+    wv = torch.full((m,), 2.0, dtype=torch.float64)
+    wv[0] = 1.0
+    if n % 2 == 0:
+        wv[-1] = 1.0
+    wgt = wv.repeat(n) / (n * n)
+    return tuple(a.to(device=device, dtype=dtype).contiguous() for a in
+                (torch.cos(fwd), torch.sin(fwd), torch.cos(inv) * wgt, torch.sin(inv) * wgt))
 
 
 def tiled_conv2d(x: torch.Tensor, k_spec: torch.Tensor, tp: TilePlan, bias: Optional[torch.Tensor] = None

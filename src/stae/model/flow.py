@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from stae.model.cache import WeightCache
 from stae.model.fftconv import fft_conv2d, fft_plan, kernel_spectrum
 
 HUBER_DELTA = 1e-3  # delta of eq. (2)-(3)
@@ -24,7 +25,7 @@ class FlowRegressor(nn.Module):
     """
 
     def __init__(self, in_channels: int, kernel: int = 15, hidden: int = 2, use_1x1: bool = True,
-                 scale_init: float = 1.0, clamp: Optional[float] = None) -> None:
+                 scale_init: float = 1.0, clamp: Optional[float] = None, fft: bool = False) -> None:
         super().__init__()
         layers: list[nn.Module] = [
             nn.Conv2d(in_channels, hidden, kernel, padding=kernel // 2),
@@ -36,9 +37,10 @@ class FlowRegressor(nn.Module):
         self.scale = nn.Parameter(torch.full((2,), float(scale_init)))
         self.clamp = clamp
         self.use_1x1 = use_1x1
-        # Performance option (ModelConfig.fft_conv): the two k x k convolutions through FFTs.
-        self.fft = False
-        self._spec_cache: dict = {}
+        # Fast path (ModelConfig.fft_conv): the two k x k convolutions through FFTs, with the
+        # kernel spectra kept while streaming (cache.py).
+        self.fft = fft
+        self._spectra = [WeightCache() for _ in layers[:2]]
 
     def init_parameters(self) -> None:
         """Sec. 4: xavier for the convolutions; the 1x1 conv starts at zero (identity warp)."""
@@ -48,27 +50,14 @@ class FlowRegressor(nn.Module):
         if self.use_1x1:
             nn.init.zeros_(self.net[-1].weight)
 
-    def _spectrum(self, layer: nn.Conv2d, y: torch.Tensor) -> Optional[torch.Tensor]:
-        """The layer's kernel spectrum, cached without autograd (streaming) until its weight
-        changes; None (computed in the call) when gradients are needed."""
-        if torch.is_grad_enabled():
-            return None
-        wt = layer.weight
-        plan = fft_plan(y.shape[-2], y.shape[-1], wt.shape[-1])
-        key = (plan, wt.data_ptr(), wt._version, wt.dtype)
-        hit = self._spec_cache.get(id(layer))
-        if hit is None or hit[0] != key:
-            with torch.autocast(wt.device.type, enabled=False):
-                hit = (key, kernel_spectrum(wt, plan))
-            self._spec_cache[id(layer)] = hit
-        return hit[1]
-
     def forward(self, m: torch.Tensor) -> torch.Tensor:
         if self.fft:
             y = m
-            for layer in self.net:
-                # The large kernels go through FFTs; the 1x1 conv stays direct.
-                y = fft_conv2d(y, layer.weight, layer.bias, self._spectrum(layer, y)) if layer.kernel_size[0] > 1 else layer(y)
+            for layer, cache in zip(self.net[:2], self._spectra):  # the large kernels through FFTs
+                plan = fft_plan(y.shape[-2], y.shape[-1], layer.kernel_size[0])
+                spec = cache.get([layer.weight], plan, lambda: kernel_spectrum(layer.weight, plan))
+                y = fft_conv2d(y, layer.weight, layer.bias, spec)
+            y = self.net[2](y) if self.use_1x1 else y
         else:
             y = self.net(m)
         flow = y * self.scale.view(1, 2, 1, 1)

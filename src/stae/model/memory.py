@@ -6,7 +6,7 @@ The ConvLSTM cell fuses eq. (1)'s eight convolutions into one convolution on ``c
 bias per gate, as in the authors' code: the x-convolutions carry the bias, the h-convolutions
 none), fewer kernel launches. No peepholes (eq. 1 has none).
 
-Performance options (ModelConfig ``fft_conv``, ``checkpoint_time``; off by default):
+Fast paths, chosen in the constructor (ModelConfig ``fft_conv``, ``recompute_steps``):
 
 * ``fft``: the cell's convolution is computed in the frequency domain (``fftconv``). Over a
   clip (:meth:`ConvLSTMMemory.run`) the kernel spectrum is computed once and the spectra of
@@ -14,7 +14,7 @@ Performance options (ModelConfig ``fft_conv``, ``checkpoint_time``; off by defau
   inverse FFT give the gates. One step at a time (:meth:`ConvLSTMMemory.forward`, streaming)
   uses overlap-save on 8x8 tiles (``fftconv.tiled_conv2d``), whose kernel spectrum is 6x
   smaller, cached while the weights do not change.
-* ``checkpoint``: :meth:`ConvLSTMMemory.run` recomputes each time step in the backward pass
+* ``recompute``: :meth:`ConvLSTMMemory.run` recomputes each time step in the backward pass
   (``torch.utils.checkpoint``) instead of storing its gate activations: activation memory
   no longer grows with the gates of every step, so tau = 19 fits where tau = 10 did.
 """
@@ -28,6 +28,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint as _checkpoint
 
 from stae.model import fftconv
+from stae.model.cache import WeightCache
 
 # A layer's state: (h, c). The stack's state: one per layer.
 LayerState = tuple[torch.Tensor, torch.Tensor]
@@ -168,14 +169,17 @@ class FCLSTMCell(nn.Module):
 class ConvLSTMMemory(nn.Module):
     """Stack of ConvLSTM layers: x_t (B, d, h, w) -> m_t = h of the last layer (B, d_m, h, w)."""
 
-    def __init__(self, in_channels: int, channels: tuple[int, ...], kernel: int) -> None:
+    def __init__(self, in_channels: int, channels: tuple[int, ...], kernel: int, fft: bool = False,
+                 recompute: bool = False) -> None:
         super().__init__()
         ins = (in_channels,) + tuple(channels[:-1])
         self.layers = nn.ModuleList(ConvLSTMCell(i, o, kernel) for i, o in zip(ins, channels))
         self.out_channels = channels[-1]
-        self.fft = False  # performance options, set from ModelConfig (see module docstring)
-        self.checkpoint = False
-        self._spectra_cache: Optional[tuple] = None
+        # Fast paths (module docstring), fixed at construction: ModelConfig.fft_conv and
+        # ModelConfig.recompute_steps.
+        self.fft = fft
+        self.recompute = recompute
+        self._tiled_spectra = WeightCache()  # streaming without autograd (cache.py)
 
     def init_parameters(self, scale: float, forget_bias: float) -> None:
         for layer in self.layers:
@@ -193,24 +197,15 @@ class ConvLSTMMemory(nn.Module):
             inp = h
         return inp, new_state
 
-    def _cached_spectra(self, tp: fftconv.TilePlan) -> list[torch.Tensor]:
-        """Tiled kernel spectra for streaming. Without autograd they are cached and recomputed
-        only when a weight changes (its version counter or storage)."""
-        if torch.is_grad_enabled():
-            return [layer.tiled_spectrum(tp) for layer in self.layers]
-        key = (tp,) + tuple((l.conv.weight.data_ptr(), l.conv.weight._version, l.conv.weight.dtype)
-                            for l in self.layers)
-        if self._spectra_cache is None or self._spectra_cache[0] != key:
-            self._spectra_cache = (key, [layer.tiled_spectrum(tp) for layer in self.layers])
-        return self._spectra_cache[1]
-
     def _forward_fft(self, x: torch.Tensor, state: Optional[list[LayerState]]
                      ) -> tuple[torch.Tensor, list[LayerState]]:
         """One step (streaming) with tiled FFT convolutions."""
         tp = fftconv.tile_plan(self.layers[0].conv.kernel_size[0])
         new_state = []
         inp = x
-        for k, (layer, k_spec) in enumerate(zip(self.layers, self._cached_spectra(tp))):
+        spectra = self._tiled_spectra.get([layer.conv.weight for layer in self.layers], tp,
+                                          lambda: [layer.tiled_spectrum(tp) for layer in self.layers])
+        for k, (layer, k_spec) in enumerate(zip(self.layers, spectra)):
             h, c = layer.forward_tiled(inp, None if state is None else state[k], k_spec, tp)
             new_state.append((h, c))
             inp = h
@@ -225,7 +220,7 @@ class ConvLSTMMemory(nn.Module):
         are computed for all T steps in one transform, and the kernel spectrum once per call.
         """
         if not self.fft:
-            return _run_loop(self, xs, state, self.checkpoint)
+            return _run_loop(self, xs, state, self.recompute)
         b, t = xs.shape[:2]
         plan = fftconv.fft_plan(xs.shape[-2], xs.shape[-1], self.layers[0].conv.kernel_size[0])
         # Spatial-major with time-major rows: (h, w, T * B, d). Each step's rows are one block,
@@ -241,7 +236,7 @@ class ConvLSTMMemory(nn.Module):
                 w_spec = sink.attach(w_spec)
             h, c = (None, None) if state is None else (_to_hwnc(state[k][0]), _to_hwnc(state[k][1]))
             hs = []
-            if self.checkpoint and torch.is_grad_enabled():
+            if self.recompute and torch.is_grad_enabled():
                 # Each step transforms its own x_t inside the checkpoint: no spectra of the
                 # whole clip (nor their gradients) are held at once.
                 for x in inp.split(b, dim=2):
@@ -260,14 +255,14 @@ class ConvLSTMMemory(nn.Module):
         return inp.unflatten(2, (t, b)).permute(3, 2, 4, 0, 1), new_state
 
 
-def _run_loop(memory: nn.Module, xs: torch.Tensor, state: Optional[list[LayerState]], checkpoint: bool
+def _run_loop(memory: nn.Module, xs: torch.Tensor, state: Optional[list[LayerState]], recompute: bool
               ) -> tuple[torch.Tensor, list[LayerState]]:
     """x (B, T, ...) -> stacked per-step outputs (B, T, ...) and the final state, one
-    ``memory(x_t, state)`` call per step; with ``checkpoint`` each step is recomputed in the
+    ``memory(x_t, state)`` call per step; with ``recompute`` each step is recomputed in the
     backward pass instead of storing its activations."""
     ms = []
     for x in xs.unbind(1):  # unbind: its backward stacks the T gradients once
-        if checkpoint and torch.is_grad_enabled():
+        if recompute and torch.is_grad_enabled():
             m, state = _checkpoint(memory, x, state, use_reentrant=False)
         else:
             m, state = memory(x, state)
@@ -282,13 +277,14 @@ class FCLSTMMemory(nn.Module):
     feature grid (B, n / (h w), h, w) for Theta.
     """
 
-    def __init__(self, in_features: int, hidden: tuple[int, ...], grid: tuple[int, int]) -> None:
+    def __init__(self, in_features: int, hidden: tuple[int, ...], grid: tuple[int, int],
+                 recompute: bool = False) -> None:
         super().__init__()
         ins = (in_features,) + tuple(hidden[:-1])
         self.layers = nn.ModuleList(FCLSTMCell(i, o) for i, o in zip(ins, hidden))
         self.grid = grid
         self.out_channels = hidden[-1] // (grid[0] * grid[1])
-        self.checkpoint = False  # performance option, set from ModelConfig.checkpoint_time
+        self.recompute = recompute  # fast path: ModelConfig.recompute_steps
 
     def init_parameters(self, scale: float, forget_bias: float) -> None:
         for layer in self.layers:
@@ -306,4 +302,4 @@ class FCLSTMMemory(nn.Module):
     def run(self, xs: torch.Tensor, state: Optional[list[LayerState]] = None
             ) -> tuple[torch.Tensor, list[LayerState]]:
         """Every step of a clip: x (B, T, d, h, w) -> m (B, T, n / (h w), h, w), final state."""
-        return _run_loop(self, xs, state, self.checkpoint)
+        return _run_loop(self, xs, state, self.recompute)

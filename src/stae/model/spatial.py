@@ -10,6 +10,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from stae.model.subpixel import upsample_conv2d
+
 
 class SpatialEncoder(nn.Module):
     """E: (N, C, H, W) -> x_t (N, d, H / 2**depth, W / 2**depth)."""
@@ -30,8 +32,11 @@ class SpatialEncoder(nn.Module):
 class SpatialDecoder(nn.Module):
     """D: (N, d, h, w) -> (N, C, h * 2**depth, w * 2**depth), linear (no output nonlinearity)."""
 
-    def __init__(self, out_channels: int, channels: tuple[int, ...], kernel: int) -> None:
+    def __init__(self, out_channels: int, channels: tuple[int, ...], kernel: int, subpixel: bool = False) -> None:
         super().__init__()
+        # Fast path (ModelConfig.subpixel_decoder): each upsample + conv pair as one convolution
+        # on the low-resolution map and a pixel shuffle (subpixel.py); the same function.
+        self.subpixel = subpixel
         layers: list[nn.Module] = []
         chans = list(reversed(channels)) + [out_channels]  # e.g. (16, 32) -> 32, 16, C
         for c_in, c_out in zip(chans[:-1], chans[1:]):
@@ -39,4 +44,8 @@ class SpatialDecoder(nn.Module):
         self.net = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
+        if not self.subpixel:
+            return self.net(x)
+        for conv in self.net[1::2]:  # the (Upsample, Conv2d) pairs
+            x = upsample_conv2d(x, conv.weight, conv.bias)
+        return x

@@ -18,28 +18,16 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-# Cache of base grids keyed by (h, w, device, dtype): the grid is rebuilt only when the
-# shape changes, not on every time step.
-_BASE_GRIDS: dict[tuple, torch.Tensor] = {}
+from stae.model.cache import shape_cache
 
-
+@shape_cache(maxsize=64)
 def _base_grid(h: int, w: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-    """(1, 2, h, w) pixel coordinates: channel 0 = x index, channel 1 = y index."""
-    # No caching while tracing/compiling (ONNX dynamo export, torch.compile): the cached tensor
-    # would be a fake/traced one and poison later eager calls.
-    tracing = torch.jit.is_tracing() or torch.compiler.is_compiling()
-    key = (h, w, device, dtype)
-    g = None if tracing else _BASE_GRIDS.get(key)
-    if g is None:
-        ys = torch.arange(h, device=device, dtype=dtype)
-        xs = torch.arange(w, device=device, dtype=dtype)
-        gy, gx = torch.meshgrid(ys, xs, indexing="ij")
-        g = torch.stack((gx, gy)).unsqueeze(0)
-        if not tracing:
-            if len(_BASE_GRIDS) > 64:
-                _BASE_GRIDS.clear()
-            _BASE_GRIDS[key] = g
-    return g
+    """(1, 2, h, w) pixel coordinates: channel 0 = x index, channel 1 = y index; a constant of
+    the shape, so it is built once per (h, w, device, dtype), not on every time step."""
+    ys = torch.arange(h, device=device, dtype=dtype)
+    xs = torch.arange(w, device=device, dtype=dtype)
+    gy, gx = torch.meshgrid(ys, xs, indexing="ij")
+    return torch.stack((gx, gy)).unsqueeze(0)
 
 
 def warp(x: torch.Tensor, flow: torch.Tensor, padding_mode: str = "zeros") -> torch.Tensor:

@@ -1,7 +1,7 @@
 """Training: config (YAML/TOML + overrides), recipes (paper / fast), the data order,
 checkpoints of the run directory, the loop, and data-parallel helpers. See docs/training.md."""
 
-from stae.training.config import DataConfig, LogConfig, CheckpointConfig, RunConfig, TrainConfig, load_config, resolve
+from stae.training.run_config import DataConfig, LogConfig, CheckpointConfig, RunConfig, TrainConfig, load_config, resolve
 from stae.training.loop import TrainResult, TrainingDiverged, clip_loss, load_run_config, train
 from stae.training.recipes import RECIPES, learning_rate, make_optimizer
 

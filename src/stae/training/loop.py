@@ -1,4 +1,5 @@
-"""The training loop: one function, :func:`train`, from a resolved config to a run directory.
+"""The training loop, read top to bottom as nanoGPT's ``train.py``: restore (or start) a run,
+then repeat one :func:`train_step`, evaluating and saving at checkpoint steps.
 
 Per update (paper Sec. 4, Fig. 2): take clips of tau + 1 frames, feed the first tau to the
 model from an empty memory, compare its predictions with the true next frames (the last one
@@ -14,7 +15,6 @@ uninterrupted run's loss curve and weights bit for bit.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 import random
@@ -26,16 +26,18 @@ from typing import Any, Optional, Union
 import numpy as np
 import torch
 from torch import nn
+from torch.utils.data import Dataset
 
 from stae.errors import StaeError
 from stae.losses import LossWeights, objective
 from stae.model.autoencoder import SpatioTemporalAutoencoder
-from stae.training import checkpoints as ck
 from stae.training import distributed as du
+from stae.training import run_dir as rd
 from stae.training.batches import DataOrder, build_datasets, check_channels, make_batch, num_frames_of, val_batches
-from stae.training.config import RunConfig, loss_name, resolve
 from stae.training.recipes import clip_gradients, learning_rate, make_optimizer
-from stae.training.summary import METRICS_NAME, RESOLVED_NAME, RESULT_NAME, write_result
+from stae.training.run_config import RunConfig, apply_overrides, loss_name, resolve
+from stae.training.run_log import RunLog
+from stae.training.summary import write_result
 
 
 class TrainingDiverged(StaeError):
@@ -109,80 +111,6 @@ def _finite_params(model: nn.Module) -> bool:
     return all(bool(torch.isfinite(p).all()) for p in model.parameters())
 
 
-class _Logger:
-    """metrics.jsonl + TensorBoard + tqdm, on rank 0 only."""
-
-    def __init__(self, cfg: RunConfig, run_dir: Path, start: int, total: int, main: bool, resumed: bool):
-        self.main = main
-        self.cfg = cfg
-        self.run_dir = run_dir
-        self.tb = None
-        self.bar = None
-        if not main:
-            return
-        path = run_dir / METRICS_NAME
-        if resumed and path.exists():
-            # Drop records past the checkpoint: the resumed run writes them again.
-            keep = [ln for ln in path.read_text().splitlines() if ln.strip() and _record_step(ln) <= start]
-            ck_text = "".join(ln + "\n" for ln in keep)
-            from stae.checkpoint import atomic_write_bytes
-            atomic_write_bytes(path, ck_text.encode())
-        self.jsonl = open(path, "a", buffering=1)
-        if cfg.log.tensorboard:
-            from torch.utils.tensorboard import SummaryWriter
-            self.tb = SummaryWriter(str(run_dir / "tb"), purge_step=start if resumed else None)
-        if cfg.log.progress:
-            from tqdm import tqdm
-            self.bar = tqdm(total=total, initial=start, unit="step", dynamic_ncols=True, desc="train")
-
-    def record(self, rec: dict[str, Any]) -> None:
-        if not self.main:
-            return
-        self.jsonl.write(json.dumps(rec) + "\n")
-        if self.tb is not None and rec.get("kind") != "session":
-            step = rec["step"]
-            for k, v in rec.items():
-                if k not in ("step", "epoch", "time", "kind") and isinstance(v, (int, float)):
-                    self.tb.add_scalar(f"{rec.get('kind', 'train')}/{k}", v, step)
-
-    def image(self, step: int, clip: torch.Tensor, out: Any, tau: int) -> None:
-        if not self.main or self.tb is None:
-            return
-        from stae.viz import panel_row
-        img = panel_row(clip[0, tau - 1].detach().float().cpu(), clip[0, tau].detach().float().cpu(),
-                        out.frames[0, -1].detach().float().clamp(0, 1).cpu(), out.flows[0, -1].detach().float().cpu())
-        self.tb.add_image("train/input_target_prediction_flow", img, step, dataformats="HWC")
-
-    def progress(self, n: int, loss: float, seq_s: float, lr: float) -> None:
-        if self.bar is not None:
-            self.bar.update(n)
-            self.bar.set_postfix(loss=f"{loss:.4g}", seq_s=f"{seq_s:.2f}", lr=f"{lr:.2e}", refresh=False)
-
-    def write(self, msg: str) -> None:
-        if not self.main:
-            return
-        if self.bar is not None:
-            self.bar.write(msg)
-        else:
-            print(msg, flush=True)
-
-    def close(self) -> None:
-        if not self.main:
-            return
-        if self.bar is not None:
-            self.bar.close()
-        if self.tb is not None:
-            self.tb.close()
-        self.jsonl.close()
-
-
-def _record_step(line: str) -> int:
-    try:
-        return int(json.loads(line).get("step", 0))
-    except (ValueError, AttributeError):
-        return 1 << 62  # a torn last line: dropped
-
-
 @torch.no_grad()
 def validate(model: nn.Module, val_ds, cfg: RunConfig, weights: LossWeights, device: torch.device,
              d: du.Dist, amp_dtype: Optional[torch.dtype]) -> dict[str, float]:
@@ -215,24 +143,66 @@ def weights_keys(w: LossWeights) -> list[str]:
     return keys
 
 
-def prepare_run_dir(run_dir: Path, resume: bool) -> None:
-    """A new run needs an empty or absent directory: an existing run is never overwritten."""
-    if resume:
-        if not run_dir.is_dir():
-            raise StaeError(f"--resume: run directory not found: {run_dir}")
-        return
-    if run_dir.exists() and any(p.name for p in run_dir.iterdir()):
-        raise StaeError(f"{run_dir}: exists and is not empty; continue it with --resume {run_dir} "
-                        f"or choose another --out")
 
 
-def load_run_config(run_dir: Union[str, Path], overrides: Optional[list[str]] = None) -> RunConfig:
-    """The resolved config of an existing run (plus ``section.key=value`` overrides)."""
-    from stae.training.config import apply_overrides, read_config_file
-    path = Path(run_dir) / RESOLVED_NAME
-    if not path.is_file():
-        raise StaeError(f"{run_dir}: no {RESOLVED_NAME}; not a stae run directory")
-    return resolve(apply_overrides(read_config_file(path), overrides or []))
+# ----------------------------------------------------------------------------- one update
+def train_step(model: nn.Module, opt: torch.optim.Optimizer, clip: torch.Tensor, cfg: RunConfig,
+               weights: LossWeights, step: int, lr: Optional[float] = None, *, net: Optional[nn.Module] = None,
+               amp_dtype: Optional[torch.dtype] = None, dist: Optional[du.Dist] = None
+               ) -> tuple[dict[str, float], Any]:
+    """One update on a batch of clips (B, tau + 1, C, H, W): loss, backward, Theta held during
+    ``train.flow_warmup_steps``, gradient clipping, optimiser step.
+
+    ``net`` is the module to run (the DDP wrapper of ``model``, default ``model``); ``lr`` (if
+    given) is set on every parameter group first. The loss terms are averaged over the ranks
+    of ``dist``, so every rank sees the same values and agrees to stop: a NaN/Inf loss raises
+    :class:`TrainingDiverged` before the optimiser step. Returns (loss terms, model output).
+    """
+    if lr is not None:
+        for g in opt.param_groups:
+            g["lr"] = lr
+    terms, out = clip_loss(net or model, clip, cfg, weights, amp_dtype)
+    keys = weights_keys(weights)
+    packed = torch.stack([terms[k].detach().float() for k in keys])
+    if dist is not None:
+        packed = du.all_reduce_sum(packed, dist) / dist.world_size
+    losses = {k: float(v) for k, v in zip(keys, packed)}
+    if not math.isfinite(losses["total"]):
+        raise TrainingDiverged(f"loss became {losses['total']} at step {step + 1}"
+                               + (f" (lr {lr:.3g})" if lr is not None else ""))
+    opt.zero_grad(set_to_none=True)
+    terms["total"].backward()
+    if step < cfg.train.flow_warmup_steps:  # Theta held at its initial (identity) warp
+        for p in model.flow.parameters():
+            p.grad = None  # the optimiser skips parameters without a gradient
+    clip_gradients(model.parameters(), cfg.train)
+    opt.step()
+    return losses, out
+
+
+# ----------------------------------------------------------------------------- the run
+@dataclass
+class _Run:
+    """Everything a training run holds between updates (rank-local)."""
+
+    cfg: RunConfig
+    run_dir: Path
+    d: du.Dist
+    device: torch.device
+    amp_dtype: Optional[torch.dtype]
+    weights: LossWeights
+    train_ds: Dataset
+    val_ds: Dataset
+    order: DataOrder
+    total: int
+    model: SpatioTemporalAutoencoder
+    net: nn.Module
+    opt: torch.optim.Optimizer
+    step: int = 0
+    best_val: Optional[float] = None
+    last_val: Optional[float] = None
+    resumed_from: Optional[int] = None
+    written: list[str] = field(default_factory=list)
 
 
 def train(cfg: RunConfig, run_dir: Union[str, Path], resume: bool = False,
@@ -242,173 +212,176 @@ def train(cfg: RunConfig, run_dir: Union[str, Path], resume: bool = False,
     ``stop_after``: stop after this update (with a checkpoint) as if interrupted there; the
     schedule still follows the config's total, so ``resume`` continues the same run.
     """
-    run_dir = Path(run_dir)
     threads = torch.get_num_threads()
     if cfg.train.threads > 0:
         torch.set_num_threads(cfg.train.threads)
-    d = du.setup("cuda" if cfg.train.device == "cuda" or (cfg.train.device == "auto" and torch.cuda.is_available()) else "cpu")
+    on_cuda = cfg.train.device == "cuda" or (cfg.train.device == "auto" and torch.cuda.is_available())
+    d = du.setup("cuda" if on_cuda else "cpu")
     try:
-        return _train(cfg, run_dir, resume, d, stop_after)
+        run = _restore(cfg, Path(run_dir), resume, d)
+        return _train(run, resume, stop_after)
     finally:
         du.cleanup(d)
         torch.set_num_threads(threads)
 
 
-def _train(cfg: RunConfig, run_dir: Path, resume: bool, d: du.Dist, stop_after: Optional[int]) -> TrainResult:
-    prepare_run_dir(run_dir, resume)  # every rank checks (nothing is written before the barrier)
+def _restore(cfg: RunConfig, run_dir: Path, resume: bool, d: du.Dist) -> _Run:
+    """Data, model and optimiser of a new run, or of ``run_dir``'s newest checkpoint."""
+    rd.prepare(run_dir, resume)  # every rank checks (nothing is written before the barrier)
     du.barrier(d)
     device = select_device(cfg.train.device, d)
-    amp_dtype = _amp_dtype(cfg, device)
-    weights = loss_weights(cfg)
     tau = cfg.data.context
-
     train_ds, val_ds = build_datasets(cfg.data)
     check_channels(train_ds, cfg.model.in_channels, "training")
     order = DataOrder(len(train_ds), num_frames_of(train_ds), tau + 1, cfg.train.batch_size, cfg.train.seed,
                       cfg.data.random_offset, d.rank, d.world_size)
-    spe = order.steps_per_epoch
-    total = cfg.train.max_steps if cfg.train.max_steps > 0 else max(1, math.ceil(cfg.train.epochs * spe))
-
+    total = cfg.train.max_steps if cfg.train.max_steps > 0 else max(1, math.ceil(cfg.train.epochs * order.steps_per_epoch))
     _seed_all(cfg.train.seed)  # same initial weights on every rank
     model = SpatioTemporalAutoencoder(cfg.model).to(device)
-    opt = make_optimizer(model.parameters(), cfg.train)
-    step, best_val, resumed_from = 0, None, None
+    run = _Run(cfg, run_dir, d, device, _amp_dtype(cfg, device), loss_weights(cfg), train_ds, val_ds, order,
+               total, model, model, make_optimizer(model.parameters(), cfg.train))
     if resume:
-        if d.is_main:
-            ck.repair(run_dir)
-        du.barrier(d)
-        latest = ck.latest_checkpoint(run_dir)
-        state = ck.load_state(latest)
-        ck.load_weights_into(model, latest)
-        model.to(device)
-        try:
-            opt.load_state_dict(state["optimizer"])
-        except (ValueError, KeyError) as e:
-            raise StaeError(f"{latest / ck.STATE_NAME}: optimiser state does not fit train.optimizer="
-                            f"{cfg.train.optimizer}: {e}") from None
-        ck.set_rng_state(state["rng"])
-        step, best_val, resumed_from = int(state["step"]), state.get("best_val"), int(state["step"])
+        _load_checkpoint(run)
     if d.is_main:
         # New run: the resolved config. Resumed run: rewritten only if --set changed it, so the
         # next resume uses the same settings.
         run_dir.mkdir(parents=True, exist_ok=True)
-        from stae.checkpoint import atomic_write_bytes
-        path = run_dir / RESOLVED_NAME
-        if not (path.is_file() and path.read_text() == cfg.to_yaml()):
-            atomic_write_bytes(path, cfg.to_yaml().encode())
-
-    net: nn.Module = model
+        rd.write_resolved(run_dir, cfg.to_yaml())
     if d.enabled:
-        net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    net.train()
+        ids = [device.index] if device.type == "cuda" else None
+        run.net = nn.parallel.DistributedDataParallel(model, device_ids=ids)
+    run.net.train()
+    return run
 
-    log = _Logger(cfg, run_dir, step, total, d.is_main, resume)
+
+def _load_checkpoint(run: _Run) -> None:
+    """Weights, optimiser, RNG states and counters of the run directory's newest checkpoint."""
+    if run.d.is_main:
+        rd.repair(run.run_dir)
+    du.barrier(run.d)
+    latest = rd.latest_checkpoint(run.run_dir)
+    state = rd.load_state(latest)
+    rd.load_weights_into(run.model, latest)
+    run.model.to(run.device)
+    try:
+        run.opt.load_state_dict(state["optimizer"])
+    except (ValueError, KeyError) as e:
+        raise StaeError(f"{latest / rd.STATE_NAME}: optimiser state does not fit train.optimizer="
+                        f"{run.cfg.train.optimizer}: {e}") from None
+    rd.set_rng_state(state["rng"])
+    run.step = run.resumed_from = int(state["step"])
+    run.best_val = state.get("best_val")
+
+
+def _train(run: _Run, resume: bool, stop_after: Optional[int]) -> TrainResult:
+    cfg, d, tau = run.cfg, run.d, run.cfg.data.context
+    log = RunLog(cfg, run.run_dir, run.step, run.total, d.is_main, resume)
     # A session record starts each run and each resume (summary.training_minutes adds them up);
     # result.json, written at the end, marks the run as finished, so a resume removes the old one.
     started_utc, load0, wall0 = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), _load_average(), time.time()
-    log.record({"kind": "session", "step": step, "started_utc": started_utc, "resumed": resume})
+    log.record({"kind": "session", "step": run.step, "started_utc": started_utc, "resumed": resume})
     if d.is_main and resume:
-        (run_dir / RESULT_NAME).unlink(missing_ok=True)
+        (run.run_dir / rd.RESULT_NAME).unlink(missing_ok=True)
     if resume:
-        log.write(f"resumed {run_dir} at step {step} (epoch {order.epoch_of(step) if step < total else step // spe})")
-    t_start = time.perf_counter()
-    t_log, seqs_since = t_start, 0
-    last_loss, last_val, stopped = math.nan, None, "done"
-    written: list[str] = []
-    last_saved = step
-    ema: Optional[float] = None
-
-    def evaluate_and_save(at: int) -> None:
-        nonlocal best_val, last_val
-        nonlocal last_saved
-        if not _finite_params(model):
-            raise TrainingDiverged(f"weights became NaN/Inf at step {at}; nothing saved, the last good "
-                                   f"checkpoint is {_last_good(run_dir)}")
-        improved = False
-        if cfg.checkpoint.validate:
-            v = validate(model, val_ds, cfg, weights, device, d, amp_dtype)
-            if v:
-                last_val = v["total"]
-                log.record({"kind": "val", "step": at, "time": time.perf_counter() - t_start, **v})
-                log.write(f"step {at}: validation loss {last_val:.6g}"
-                          + (" (best so far)" if best_val is None or last_val < best_val else ""))
-                if best_val is None or last_val < best_val:
-                    best_val, improved = last_val, True
-        if d.is_main:
-            state = {"format": ck.STATE_FORMAT, "version": ck.STATE_VERSION, "step": at,
-                     "epoch": at // spe, "position": at % spe, "optimizer": opt.state_dict(),
-                     "rng": ck.rng_state(), "best_val": best_val, "seed": cfg.train.seed}
-            path = ck.write_checkpoint(run_dir, ck.step_dir_name(at), model, state)
-            written.append(path.name)
-            if improved:
-                ck.write_checkpoint(run_dir, ck.BEST, model, state)
-            ck.prune(run_dir, cfg.checkpoint.keep_last)
-        last_saved = at
-        du.barrier(d)
-
+        log.write(f"resumed {run.run_dir} at step {run.step}")
+    t_start = t_log = time.perf_counter()
+    seqs_since, last_loss, stopped, last_saved, ema = 0, math.nan, "done", run.step, None
     try:
-        while step < total:
-            if stop_after is not None and step >= stop_after:
+        while run.step < run.total:
+            # --- stop early: an interrupted run (stop_after) or the time budget
+            if stop_after is not None and run.step >= stop_after:
                 stopped = "stop_after"
                 break
-            if cfg.train.max_minutes > 0:
-                over = (time.perf_counter() - t_start) / 60 > cfg.train.max_minutes
-                if du.broadcast_flag(over, d, device):
-                    stopped = "time limit"
-                    break
+            over = cfg.train.max_minutes > 0 and (time.perf_counter() - t_start) / 60 > cfg.train.max_minutes
+            if cfg.train.max_minutes > 0 and du.broadcast_flag(over, d, run.device):
+                stopped = "time limit"
+                break
+            # --- one update
             t_step = time.perf_counter()
-            idx, offs = order.indices(step)
-            clip = make_batch(train_ds, idx, offs, tau + 1).to(device, non_blocking=True)
-            lr = learning_rate(cfg.train, step, spe, total)
-            for g in opt.param_groups:
-                g["lr"] = lr
-            terms, out = clip_loss(net, clip, cfg, weights, amp_dtype)
-            # Every rank must agree to stop: sum the losses (also gives the global mean to log).
-            packed = torch.stack([terms[k].detach().float() for k in weights_keys(weights)])
-            packed = du.all_reduce_sum(packed, d) / d.world_size
-            loss_val = float(packed[0])
-            if not math.isfinite(loss_val):
-                log.record({"kind": "diverged", "step": step + 1, "loss": str(loss_val)})
-                raise TrainingDiverged(
-                    f"loss became {loss_val} at step {step + 1} (epoch {order.epoch_of(step)}, lr {lr:.3g}); "
-                    f"stopped without saving these weights; last good checkpoint: {_last_good(run_dir)}. "
-                    f"Try a lower train.lr or train.grad_clip")
-            opt.zero_grad(set_to_none=True)
-            terms["total"].backward()
-            if step < cfg.train.flow_warmup_steps:  # Theta held at its initial (identity) warp
-                for p in model.flow.parameters():
-                    p.grad = None  # the optimiser skips parameters without a gradient
-            clip_gradients(model.parameters(), cfg.train)
-            opt.step()
-            step += 1
-            last_loss = loss_val
-            seqs_since += cfg.train.batch_size
+            idx, offs = run.order.indices(run.step)
+            clip = make_batch(run.train_ds, idx, offs, tau + 1).to(run.device, non_blocking=True)
+            lr = learning_rate(cfg.train, run.step, run.order.steps_per_epoch, run.total)
+            losses, out = _guarded_step(run, clip, lr, log)
+            run.step += 1
+            last_loss, seqs_since = losses["total"], seqs_since + cfg.train.batch_size
+            # --- log, evaluate and save
             now = time.perf_counter()
             inst = cfg.train.batch_size / max(now - t_step, 1e-9)
             ema = inst if ema is None else 0.9 * ema + 0.1 * inst
-            log.progress(1, loss_val, ema, lr)
-            if step % cfg.log.every_steps == 0 or step == total:
-                rec = {"kind": "train", "step": step, "epoch": order.epoch_of(step - 1), "lr": lr,
-                       **{k: float(v) for k, v in zip(weights_keys(weights), packed)}}
-                rec["loss"] = rec.pop("total")
-                rec["seq_per_s"] = seqs_since / max(now - t_log, 1e-9)
-                rec["time"] = now - t_start
-                log.record(rec)
+            log.progress(last_loss, ema, lr)
+            if run.step % cfg.log.every_steps == 0 or run.step == run.total:
+                log.record(_train_record(run, losses, lr, seqs_since / max(now - t_log, 1e-9), now - t_start))
                 t_log, seqs_since = now, 0
-            if cfg.log.image_every and step % cfg.log.image_every == 0:
-                log.image(step, clip, out, tau)
-            if step % cfg.checkpoint.every_steps == 0 or step == total:
-                evaluate_and_save(step)
-        if stopped != "done" and step > last_saved:
-            evaluate_and_save(step)
+            if cfg.log.image_every and run.step % cfg.log.image_every == 0:
+                log.image(run.step, clip, out, tau)
+            if run.step % cfg.checkpoint.every_steps == 0 or run.step == run.total:
+                _evaluate_and_save(run, log, t_start)
+                last_saved = run.step
+        if stopped != "done" and run.step > last_saved:
+            _evaluate_and_save(run, log, t_start)
     finally:
         log.close()
     if d.is_main:
-        write_result(run_dir, {"stopped": stopped, "total_steps": total, "resumed_from": resumed_from,
-                               "started_utc": started_utc, "session_wall_minutes": round((time.time() - wall0) / 60, 2),
-                               "load_average_start": load0, "load_average_end": _load_average()})
-    return TrainResult(run_dir, step, total, step // spe, last_loss, best_val, last_val, stopped,
-                       resumed_from, written)
+        write_result(run.run_dir, {"stopped": stopped, "total_steps": run.total, "resumed_from": run.resumed_from,
+                                   "started_utc": started_utc, "session_wall_minutes": round((time.time() - wall0) / 60, 2),
+                                   "load_average_start": load0, "load_average_end": _load_average()})
+    return TrainResult(run.run_dir, run.step, run.total, run.step // run.order.steps_per_epoch, last_loss,
+                       run.best_val, run.last_val, stopped, run.resumed_from, run.written)
+
+
+def _guarded_step(run: _Run, clip: torch.Tensor, lr: float, log: RunLog) -> tuple[dict[str, float], Any]:
+    """:func:`train_step`; a divergence is logged and named with the last good checkpoint."""
+    try:
+        return train_step(run.model, run.opt, clip, run.cfg, run.weights, run.step, lr, net=run.net,
+                          amp_dtype=run.amp_dtype, dist=run.d)
+    except TrainingDiverged as e:
+        log.record({"kind": "diverged", "step": run.step + 1, "loss": str(e)})
+        raise TrainingDiverged(f"{e} (epoch {run.order.epoch_of(run.step)}); stopped without saving these "
+                               f"weights; last good checkpoint: {rd.last_good(run.run_dir)}. Try a lower "
+                               f"train.lr or train.grad_clip") from None
+
+
+def _train_record(run: _Run, losses: dict[str, float], lr: float, seq_per_s: float, elapsed: float) -> dict[str, Any]:
+    rec = {"kind": "train", "step": run.step, "epoch": run.order.epoch_of(run.step - 1), "lr": lr, **losses}
+    rec["loss"] = rec.pop("total")
+    rec["seq_per_s"] = seq_per_s
+    rec["time"] = elapsed
+    return rec
+
+
+def _evaluate_and_save(run: _Run, log: RunLog, t_start: float) -> None:
+    """Validation loss (all ranks), then on rank 0 a step checkpoint, best/ when it improved,
+    and pruning to ``checkpoint.keep_last``."""
+    at, cfg = run.step, run.cfg
+    if not _finite_params(run.model):
+        raise TrainingDiverged(f"weights became NaN/Inf at step {at}; nothing saved, the last good "
+                               f"checkpoint is {rd.last_good(run.run_dir)}")
+    improved = False
+    if cfg.checkpoint.validate:
+        v = validate(run.model, run.val_ds, cfg, run.weights, run.device, run.d, run.amp_dtype)
+        if v:
+            run.last_val = v["total"]
+            improved = run.best_val is None or run.last_val < run.best_val
+            log.record({"kind": "val", "step": at, "time": time.perf_counter() - t_start, **v})
+            log.write(f"step {at}: validation loss {run.last_val:.6g}" + (" (best so far)" if improved else ""))
+            if improved:
+                run.best_val = run.last_val
+    if run.d.is_main:
+        spe = run.order.steps_per_epoch
+        state = {"format": rd.STATE_FORMAT, "version": rd.STATE_VERSION, "step": at, "epoch": at // spe,
+                 "position": at % spe, "optimizer": run.opt.state_dict(), "rng": rd.rng_state(),
+                 "best_val": run.best_val, "seed": cfg.train.seed}
+        path = rd.write_checkpoint(run.run_dir, rd.step_dir_name(at), run.model, state)
+        run.written.append(path.name)
+        if improved:
+            rd.write_checkpoint(run.run_dir, rd.BEST, run.model, state)
+        rd.prune(run.run_dir, cfg.checkpoint.keep_last)
+    du.barrier(run.d)
+
+
+def load_run_config(run_dir: Union[str, Path], overrides: Optional[list[str]] = None) -> RunConfig:
+    """The resolved config of an existing run (plus ``section.key=value`` overrides)."""
+    return resolve(apply_overrides(rd.read_resolved(run_dir), overrides or []))
 
 
 def _load_average() -> Optional[list[float]]:
@@ -417,8 +390,3 @@ def _load_average() -> Optional[list[float]]:
         return [round(x, 2) for x in os.getloadavg()]
     except (AttributeError, OSError):
         return None
-
-
-def _last_good(run_dir: Path) -> str:
-    steps = ck.step_checkpoints(run_dir)
-    return str(steps[-1][1]) if steps else "none (no checkpoint was written yet)"

@@ -21,23 +21,8 @@ import torch
 import yaml
 
 from stae.errors import StaeError
-
-RESOLVED_NAME = "resolved.yaml"
-METRICS_NAME = "metrics.jsonl"
-RESULT_NAME = "result.json"
-
-
-def read_metrics(run_dir: Union[str, Path]) -> list[dict[str, Any]]:
-    """The records of ``metrics.jsonl`` (a torn last line of a killed run is skipped)."""
-    p = Path(run_dir) / METRICS_NAME
-    out = []
-    for line in p.read_text().splitlines() if p.is_file() else []:
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return out
-
+from stae.training.run_dir import RESOLVED_NAME, RESULT_NAME, read_metrics
+from stae.weights import atomic_write_bytes
 
 def training_minutes(records: list[dict[str, Any]]) -> float:
     """Wall-clock minutes of training. Each session (the first, and each ``--resume``, marked
@@ -72,7 +57,7 @@ def run_summary(run_dir: Union[str, Path]) -> dict[str, Any]:
     best = min(val, key=lambda sv: sv[1]) if val else None
     return {
         "run_dir": str(run_dir), "preset": m.get("preset"),
-        "model_options": {k: m[k] for k in ("fft_conv", "subpixel_decoder", "checkpoint_time") if m.get(k)},
+        "model_options": {k: m[k] for k in ("fft_conv", "subpixel_decoder", "recompute_steps", "checkpoint_time") if m.get(k)},
         "data": d.get("source"), "binary": d.get("binary"), "clip_frames": d["context"] + 1,
         "train_sequences": d.get("train_sequences"), "val_sequences": d.get("val_sequences"),
         "recipe": t["recipe"], "optimizer": t["optimizer"], "lr": t["lr"], "schedule": t["schedule"],
@@ -87,7 +72,6 @@ def run_summary(run_dir: Union[str, Path]) -> dict[str, Any]:
 
 def write_result(run_dir: Union[str, Path], extra: Optional[dict[str, Any]] = None) -> Path:
     """``RUN_DIR/result.json``: :func:`run_summary` + ``extra`` (how it stopped, ...) + the machine."""
-    from stae.checkpoint import atomic_write_bytes
     res = {**run_summary(run_dir), **(extra or {}), "machine": machine(),
            "written_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     path = Path(run_dir) / RESULT_NAME

@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import warnings
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Literal, Optional
+
+from stae.config_check import check_fields, choices, field_types
+from stae.errors import StaeError
 
 
 @dataclass(frozen=True)
@@ -23,7 +27,7 @@ class ModelConfig:
     spatial_kernel: int = 7  # E and D kernel size (Sec. 3.3: 7x7)
     # Memory: "conv" = ConvLSTM eq. (1); "fc" = fully-connected LSTM with peepholes
     # (Table 2 fc-* rows) on the flattened feature maps.
-    memory: str = "conv"
+    memory: Literal["conv", "fc"] = "conv"
     memory_channels: tuple[int, ...] = (45,)  # ConvLSTM filters per layer (Sec. 3.3: 45)
     memory_kernel: int = 7  # ConvLSTM kernel (7x7)
     fc_hidden: tuple[int, ...] = (2048,)  # fc memory: units per LSTM layer
@@ -43,10 +47,10 @@ class ModelConfig:
     # What the sampler S reads outside the feature map: "zeros" (the released code) or "border"
     # (the nearest edge feature). With zeros, a model can draw with the flow by pointing it off
     # the map (docs/model.md#warp-padding); border removes that shortcut.
-    warp_padding: str = "zeros"
+    warp_padding: Literal["zeros", "border"] = "zeros"
     # Image-space output: "linear" (the paper's decoder, no nonlinearity; intensity losses)
     # or "sigmoid" (the decoder's output are logits of pixel probabilities; BCE on binary data).
-    output: str = "linear"
+    output: Literal["linear", "sigmoid"] = "linear"
     # Performance options (docs/performance.md); they change speed and memory, not the function.
     # fft_conv and subpixel_decoder are on by default: they measured faster on a CPU for every
     # workload benchmarked (training at batch 1 and 16, streaming at 64x64 and 256x256); switch
@@ -54,12 +58,13 @@ class ModelConfig:
     # fft_conv: compute the memory's and Theta's k x k convolutions with FFTs (fftconv.py), the
     # kernel spectra once per clip; equal to direct convolution up to float rounding (~1e-6).
     fft_conv: bool = True
-    # checkpoint_time: recompute each time step (E, memory step, Theta/warp/D) in the backward
+    # recompute_steps: recompute each time step (E, memory step, Theta/warp/D) in the backward
     # pass instead of storing its activations (torch.utils.checkpoint): long clips (tau = 19)
     # train in the memory tau = 10 needs without it, for about one extra forward pass.
-    checkpoint_time: bool = False
+    # (Called checkpoint_time before 0.2; that key is still read, see RENAMED_KEYS.)
+    recompute_steps: bool = False
     # subpixel_decoder: D's nearest-x2 upsampling + k x k conv as one conv on the low-resolution
-    # map with 4 phase kernels + pixel shuffle (stae.perf.upsample_conv2d); same function up to
+    # map with 4 phase kernels + pixel shuffle (subpixel.py); same function up to
     # float rounding, half the multiply-adds, no 4x upsampled activation.
     subpixel_decoder: bool = True
 
@@ -79,16 +84,14 @@ class ModelConfig:
         return self.encoder_channels[-1]
 
     def validate(self) -> "ModelConfig":
+        for name, tp in field_types(type(self)).items():
+            allowed = choices(tp)
+            if allowed and getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {', '.join(map(repr, allowed))}, got {getattr(self, name)!r}")
         if self.in_channels < 1:
             raise ValueError(f"in_channels must be >= 1, got {self.in_channels}")
         if not self.encoder_channels:
             raise ValueError("encoder_channels must have at least one block")
-        if self.output not in ("linear", "sigmoid"):
-            raise ValueError(f"output must be 'linear' or 'sigmoid', got {self.output!r}")
-        if self.warp_padding not in ("zeros", "border"):
-            raise ValueError(f"warp_padding must be 'zeros' or 'border', got {self.warp_padding!r}")
-        if self.memory not in ("conv", "fc"):
-            raise ValueError(f"memory must be 'conv' or 'fc', got {self.memory!r}")
         if self.memory == "conv" and not self.memory_channels:
             raise ValueError("memory_channels must have at least one layer")
         if self.memory == "fc" and not self.fc_hidden:
@@ -115,35 +118,17 @@ class ModelConfig:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "ModelConfig":
-        """Build from a dict, rejecting unknown keys and wrong types with the key's name."""
-        fields = {f.name: f for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - set(fields))
-        if unknown:
-            raise ValueError(f"unknown model config key(s): {', '.join(unknown)}")
-        kwargs: dict[str, Any] = {}
-        defaults = cls()
-        for k, v in d.items():
-            default = getattr(defaults, k)
-            if isinstance(default, tuple):
-                if not isinstance(v, (list, tuple)) or not all(isinstance(x, int) for x in v):
-                    raise ValueError(f"model config key {k!r} must be a list of integers, got {v!r}")
-                v = tuple(v)
-            elif isinstance(default, bool):
-                if not isinstance(v, bool):
-                    raise ValueError(f"model config key {k!r} must be true/false, got {v!r}")
-            elif isinstance(default, int):
-                if isinstance(v, bool) or not isinstance(v, int):
-                    raise ValueError(f"model config key {k!r} must be an integer, got {v!r}")
-            elif isinstance(default, float) or (default is None and k == "flow_clamp"):
-                if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
-                    raise ValueError(f"model config key {k!r} must be a number, got {v!r}")
-                v = None if v is None else float(v)
-            elif isinstance(default, str):
-                if not isinstance(v, str):
-                    raise ValueError(f"model config key {k!r} must be a string, got {v!r}")
-            kwargs[k] = v
-        return cls(**kwargs).validate()
+    def from_dict(cls, d: dict[str, Any], section: str = "model") -> "ModelConfig":
+        """Build from a dict (a config file's model section, a checkpoint's metadata), with the
+        one config checker (config_check.py): unknown keys and wrong types are errors naming
+        the key. Renamed keys of older versions are read under their new names."""
+        d = upgrade_keys(d, section)
+        try:
+            return cls(**check_fields(cls, section, d)).validate()
+        except StaeError:
+            raise
+        except (ValueError, TypeError) as e:
+            raise StaeError(f"{section} config: {e}") from None
 
     def replace(self, **changes: Any) -> "ModelConfig":
         return dataclasses.replace(self, **changes).validate()
@@ -176,6 +161,23 @@ PAPER_PARAMETERS: dict[str, int] = {
 }
 
 VANILLA = "conv-1enc-1lstm"
+
+# Keys of older versions, read under their new names (with a warning where a user wrote them).
+RENAMED_KEYS: dict[str, str] = {"checkpoint_time": "recompute_steps"}
+
+
+def upgrade_keys(d: dict[str, Any], section: str = "model", warn: bool = False) -> dict[str, Any]:
+    """``d`` with renamed keys under their new names; ``warn`` prints one deprecation line per key."""
+    out = dict(d)
+    for old, new in RENAMED_KEYS.items():
+        if old in out:
+            if new in out:
+                raise StaeError(f"config keys {section}.{old} and {section}.{new} are the same option; give only {new}")
+            out[new] = out.pop(old)
+            if warn:
+                warnings.warn(f"config key {section}.{old} is now {section}.{new}; the old name goes in the next "
+                              f"release", FutureWarning, stacklevel=3)
+    return out
 
 # The authors' released Lua code differs from the paper here (REFERENCE.md); apply with
 # ``cfg.replace(**RELEASED_CODE)``. Off by default: the paper is the specification.

@@ -8,21 +8,21 @@ the config file < ``--set section.key=value`` overrides. Every unknown key or wr
 ``config key 'train.lr': expected a number, got 'fast'``.
 
 The ``model`` section takes ``preset`` (a Table 2 name, default the vanilla model),
-``released_code`` (true applies :data:`stae.config.RELEASED_CODE`) and any
-:class:`~stae.config.ModelConfig` field, which overrides the preset.
+``released_code`` (true applies :data:`stae.model.config.RELEASED_CODE`) and any
+:class:`~stae.model.config.ModelConfig` field, which overrides the preset.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, Literal, Optional, Union
 
 import yaml
 
-from stae.config import RELEASED_CODE, VANILLA, ModelConfig, preset
+from stae.config_check import check_fields, check_value, field_types
+from stae.model.config import RELEASED_CODE, VANILLA, ModelConfig, preset, upgrade_keys
 from stae.errors import StaeError
 
 
@@ -30,13 +30,13 @@ from stae.errors import StaeError
 class DataConfig:
     """Where clips come from. Training clips have ``context + 1`` frames: feed tau, predict tau+1."""
 
-    source: str = "moving_mnist"  # moving_mnist (generated on the fly) | file (.npy/.npz) | video (folder)
+    source: Literal["moving_mnist", "file", "video"] = "moving_mnist"  # moving_mnist (generated on the fly) | file (.npy/.npz) | video (folder)
     path: Optional[str] = None  # file: the training clip file; video: the folder of videos/frame folders
     val_path: Optional[str] = None  # file: a separate validation file (default: hold out val_fraction of path)
     context: int = 10  # tau (Sec. 4: 10 for Moving MNIST); clips of tau + 1 frames
     random_offset: bool = True  # Sec. 4: a random window of tau + 1 frames of each sequence
     train_sequences: int = 10_000  # Moving MNIST: sequences generated for training (Sec. 4.1: 10k)
-    val_sequences: int = 3_000  # Moving MNIST: validation sequences (Sec. 4.1: 3k)
+    val_sequences: int = 500  # Moving MNIST: validation sequences (the paper recipe: Sec. 4.1's 3k)
     seed: int = 0  # Moving MNIST: seed of the training sequences (validation uses seed + 1)
     num_frames: int = 20  # Moving MNIST: frames per generated sequence
     size: int = 64  # Moving MNIST: frame size; video: frames resized to size x size
@@ -51,32 +51,33 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Optimisation. ``recipe`` fills the defaults of every other key (see recipes.py)."""
+    """Optimisation. The defaults are the ``fast`` recipe, the one that runs unless a config says
+    otherwise; ``recipe: paper`` replaces them with Sec. 4's settings (recipes.py)."""
 
-    recipe: str = "fast"  # paper | fast
+    recipe: Literal["fast", "paper"] = "fast"  # fast (these defaults) | paper (recipes.py)
     seed: int = 0  # python/numpy/torch seeds and the data order
-    device: str = "auto"  # auto (cuda > mps > cpu) | cpu | cuda | mps
+    device: Literal["auto", "cpu", "cuda", "mps"] = "auto"  # auto (cuda > mps > cpu) | cpu | cuda | mps
     batch_size: int = 1  # sequences per update, summed over all ranks
     epochs: float = 1.0  # passes over the training sequences (ignored when max_steps > 0)
     max_steps: int = 0  # updates; 0 = derived from epochs
     max_minutes: float = 0.0  # stop (with a checkpoint) after this wall-clock time; 0 = no limit
-    optimizer: str = "rmsprop"  # rmsprop | adam | adamw | sgd
-    lr: float = 1e-4
+    optimizer: Literal["rmsprop", "adam", "adamw", "sgd"] = "adamw"
+    lr: float = 1e-3
     momentum: float = 0.0  # sgd / rmsprop momentum
     alpha: float = 0.9  # rmsprop rho (Sec. 4: 0.9)
-    eps: float = 1e-5  # rmsprop/adam epsilon (Sec. 4: 1e-5)
+    eps: float = 1e-8  # rmsprop/adam epsilon (the paper recipe: Sec. 4's 1e-5)
     betas: tuple[float, ...] = (0.9, 0.999)  # adam/adamw
-    weight_decay: float = 0.0
-    schedule: str = "paper"  # paper (lr * 0.5**(epoch/100)) | cosine | onecycle | constant
+    weight_decay: float = 1e-4
+    schedule: Literal["paper", "cosine", "onecycle", "constant"] = "onecycle"  # paper (lr * 0.5**(epoch/100)) | cosine | onecycle | constant
     warmup_steps: int = 0  # linear lr warm-up (cosine / constant)
     min_lr_ratio: float = 0.0  # cosine: final lr / lr
-    grad_clip: str = "value"  # value (element-wise clamp, released code) | norm | none
-    grad_clip_value: float = 50.0
+    grad_clip: Literal["value", "norm", "none"] = "norm"  # value (element-wise clamp, released code) | norm | none
+    grad_clip_value: float = 1.0  # the clip's bound (the paper recipe: +-50, the released code's)
     # auto (bce for binary data, else eq5) | eq5 (intensity + gradient + Huber) | intensity |
     # gradient (Table 3: one data term + Huber) | bce | released (gradient term only, no Huber)
-    loss: str = "auto"
-    loss_steps: str = "last"  # last (Fig. 2: loss on the prediction of frame tau+1 only) | all
-    loss_warmup: int = 0  # loss_steps=all: skip the first k predictions (too little context)
+    loss: Literal["auto", "eq5", "intensity", "gradient", "bce", "released"] = "auto"
+    loss_steps: Literal["last", "all"] = "all"  # last (Fig. 2: loss on the prediction of frame tau+1 only) | all
+    loss_warmup: int = 3  # loss_steps=all: skip the first k predictions (too little context)
     # w_H of eq. (5): weight of the Huber smoothness term on the flow's spatial gradient (paper:
     # 1e-2; ignored by loss=released, which has no Huber term). docs/training.md#flow-smoothness
     huber_weight: float = 1e-2
@@ -84,7 +85,7 @@ class TrainConfig:
     # warp it starts from while E and D learn to predict from the current frame, so the flow
     # is then learned as motion (docs/training.md#flow-smoothness). 0 = the paper (no warm-up).
     flow_warmup_steps: int = 0
-    amp: str = "fp32"  # fp32 (no autocast) | bf16 (autocast) | auto (bf16 on CUDA with bf16, else fp32)
+    amp: Literal["fp32", "bf16", "auto"] = "fp32"  # fp32 (no autocast) | bf16 (autocast) | auto (bf16 on CUDA with bf16, else fp32)
     threads: int = 0  # torch CPU threads; 0 = torch's default. 1 is much faster on a shared, loaded machine
 
 
@@ -105,7 +106,6 @@ class LogConfig:
 
 
 SECTIONS: dict[str, type] = {"data": DataConfig, "train": TrainConfig, "checkpoint": CheckpointConfig, "log": LogConfig}
-MODEL_EXTRA = {"preset": str, "released_code": bool}
 
 
 @dataclass(frozen=True)
@@ -190,60 +190,6 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
     return out
 
 
-def _check_type(key: str, value: Any, tp: Any) -> Any:
-    """``value`` converted to the annotated type ``tp``, or a StaeError naming ``key``."""
-    origin = typing.get_origin(tp)
-    if origin is Union:  # Optional[X]
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
-        return None if value is None else _check_type(key, value, args[0])
-    if origin is tuple:
-        if not isinstance(value, (list, tuple)):
-            raise StaeError(f"config key {key!r}: expected a list, got {value!r}")
-        (inner, _) = typing.get_args(tp)
-        return tuple(_check_type(key, v, inner) for v in value)
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise StaeError(f"config key {key!r}: expected true or false, got {value!r}")
-        return value
-    if tp is int:
-        if isinstance(value, bool) or not (isinstance(value, int) or (isinstance(value, float) and value.is_integer())):
-            raise StaeError(f"config key {key!r}: expected an integer, got {value!r}")
-        return int(value)
-    if tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise StaeError(f"config key {key!r}: expected a number, got {value!r}")
-        return float(value)
-    if tp is str:
-        if isinstance(value, bool):
-            raise StaeError(f"config key {key!r}: expected a string, got {value!r} (YAML reads "
-                            f"yes/no/on/off as true/false: quote the value)")
-        if not isinstance(value, str):
-            raise StaeError(f"config key {key!r}: expected a string, got {value!r}")
-        return value
-    raise TypeError(f"unsupported config type {tp} for {key}")
-
-
-def build_section(cls: type, name: str, values: dict[str, Any]) -> Any:
-    hints = typing.get_type_hints(cls)
-    unknown = sorted(set(values) - set(hints))
-    if unknown:
-        raise StaeError(f"unknown config key {name}.{unknown[0]!s}; known keys of '{name}': {', '.join(hints)}")
-    return cls(**{k: _check_type(f"{name}.{k}", v, hints[k]) for k, v in values.items()})
-
-
-CHOICES = {
-    "data.source": ("moving_mnist", "file", "video"),
-    "train.recipe": None,  # filled from recipes.RECIPES
-    "train.device": ("auto", "cpu", "cuda", "mps"),
-    "train.optimizer": ("rmsprop", "adam", "adamw", "sgd"),
-    "train.schedule": ("paper", "cosine", "onecycle", "constant"),
-    "train.grad_clip": ("value", "norm", "none"),
-    "train.loss": ("auto", "eq5", "intensity", "gradient", "bce", "released"),
-    "train.loss_steps": ("last", "all"),
-    "train.amp": ("fp32", "bf16", "auto"),
-}
-
-
 def resolve(raw: dict[str, Any]) -> RunConfig:
     """A validated :class:`RunConfig` from a nested dict (file contents + overrides)."""
     from stae.training.recipes import RECIPES
@@ -256,45 +202,31 @@ def resolve(raw: dict[str, Any]) -> RunConfig:
     for name, sec in raw.items():
         if not isinstance(sec, dict):
             raise StaeError(f"config key {name!r}: expected a section (mapping), got {sec!r}")
-    # --- model
-    m = dict(raw.get("model", {}))
-    pname = _check_type("model.preset", m.pop("preset", VANILLA), str)
-    released = _check_type("model.released_code", m.pop("released_code", False), bool)
+    model, pname, released = _model_section(dict(raw.get("model", {})))
+    # --- the other sections: the recipe's values under the file's
+    recipe = check_value("train.recipe", dict(raw.get("train", {})).get("recipe", TrainConfig.recipe),
+                         field_types(TrainConfig)["recipe"])
+    sections: dict[str, Any] = {}
+    for name, cls in SECTIONS.items():
+        values = {**RECIPES[recipe].get(name, {}), **raw.get(name, {})}
+        sections[name] = cls(**check_fields(cls, name, values))
+    cfg = RunConfig(model=model, model_preset=pname, released_code=released, **sections)
+    _check_consistency(cfg)
+    return cfg
+
+
+def _model_section(m: dict[str, Any]) -> tuple[ModelConfig, str, bool]:
+    """The model section: ``preset`` (a Table 2 name), ``released_code`` (applies RELEASED_CODE),
+    then any ModelConfig field over them, checked by the one checker (ModelConfig.from_dict)."""
+    pname = check_value("model.preset", m.pop("preset", VANILLA), str)
+    released = check_value("model.released_code", m.pop("released_code", False), bool)
     try:
         base = preset(pname)
     except ValueError as e:
         raise StaeError(f"config key 'model.preset': {e}") from None
-    fields = {f.name for f in dataclasses.fields(ModelConfig)}
-    bad = sorted(set(m) - fields)
-    if bad:
-        raise StaeError(f"unknown config key model.{bad[0]}; known keys of 'model': preset, released_code, "
-                        f"{', '.join(sorted(fields))}")
-    hints = typing.get_type_hints(ModelConfig)
-    merged = {**base.to_dict(), **(RELEASED_CODE if released else {})}
-    merged.update({k: _check_type(f"model.{k}", v, hints[k]) for k, v in m.items()})
-    try:
-        model = ModelConfig(**merged).validate()
-    except (ValueError, TypeError) as e:
-        raise StaeError(f"model config: {e}") from None
-    # --- train: the recipe's defaults first
-    t = dict(raw.get("train", {}))
-    recipe = _check_type("train.recipe", t.get("recipe", TrainConfig.recipe), str)
-    if recipe not in RECIPES:
-        raise StaeError(f"config key 'train.recipe': unknown recipe {recipe!r}; choose one of: {', '.join(RECIPES)}")
-    sections: dict[str, Any] = {}
-    for name, cls in SECTIONS.items():
-        values = dict(RECIPES[recipe].get(name, {}))
-        values.update(raw.get(name, {}))
-        sections[name] = build_section(cls, name, values)
-    for key, choices in CHOICES.items():
-        sec, k = key.split(".")
-        v = getattr(sections[sec], k)
-        choices = tuple(RECIPES) if choices is None else choices
-        if v not in choices:
-            raise StaeError(f"config key {key!r}: {v!r} is not one of {', '.join(choices)}")
-    cfg = RunConfig(model=model, model_preset=pname, released_code=released, **sections)
-    _check_consistency(cfg)
-    return cfg
+    m = upgrade_keys(m, "model", warn=True)
+    model = ModelConfig.from_dict({**base.to_dict(), **(RELEASED_CODE if released else {}), **m})
+    return model, pname, released
 
 
 def _check_consistency(cfg: RunConfig) -> None:

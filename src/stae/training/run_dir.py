@@ -1,4 +1,4 @@
-"""The run directory and its checkpoints.
+"""The run directory: the one owner of every name and layout inside it.
 
 Layout of a run directory::
 
@@ -6,7 +6,7 @@ Layout of a run directory::
     metrics.jsonl              one JSON object per logged step / validation
     tb/                        TensorBoard event files
     step-0000120/              a checkpoint (the last ``keep_last`` are kept)
-        model.safetensors      weights, the ModelConfig in the metadata (stae.checkpoint)
+        model.safetensors      weights, the ModelConfig in the metadata (stae.weights)
         config.json            the ModelConfig as JSON (for tools that do not read safetensors)
         state.pt               training state: optimiser, step, epoch, RNG states, best val loss
     best/                      the checkpoint with the lowest validation loss so far
@@ -23,6 +23,7 @@ only tensors, numbers, strings, lists, tuples and dicts, so loading it cannot ru
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import re
@@ -33,9 +34,13 @@ from typing import Any, Optional, Union
 import numpy as np
 import torch
 
-from stae.checkpoint import WEIGHTS_NAME, load_model, save_model
+from stae.weights import WEIGHTS_NAME, atomic_write_bytes, load_model, save_model
 from stae.errors import StaeError
 
+RESOLVED_NAME = "resolved.yaml"
+METRICS_NAME = "metrics.jsonl"
+RESULT_NAME = "result.json"
+TENSORBOARD_DIR = "tb"
 STATE_NAME = "state.pt"
 CONFIG_NAME = "config.json"
 STATE_FORMAT = "stae-train-state"
@@ -46,6 +51,84 @@ _STEP_RE = re.compile(r"^step-(\d+)$")
 
 def step_dir_name(step: int) -> str:
     return f"step-{step:07d}"
+
+
+# ------------------------------------------------------------------------- the run as a whole
+def prepare(run_dir: Path, resume: bool) -> None:
+    """A new run needs an empty or absent directory: an existing run is never overwritten."""
+    if resume:
+        if not run_dir.is_dir():
+            raise StaeError(f"--resume: run directory not found: {run_dir}")
+        return
+    if run_dir.exists() and any(run_dir.iterdir()):
+        raise StaeError(f"{run_dir}: exists and is not empty; continue it with --resume {run_dir} "
+                        f"or choose another --out")
+
+
+def read_resolved(run_dir: Union[str, Path]) -> dict[str, Any]:
+    """The run's resolved config as a nested dict (``resolved.yaml``)."""
+    from stae.training.run_config import read_config_file
+
+    path = Path(run_dir) / RESOLVED_NAME
+    if not path.is_file():
+        raise StaeError(f"{run_dir}: no {RESOLVED_NAME}; not a stae run directory")
+    return read_config_file(path)
+
+
+def write_resolved(run_dir: Path, text: str) -> None:
+    """Write ``resolved.yaml`` unless it already holds ``text`` (a resume without changes)."""
+    path = run_dir / RESOLVED_NAME
+    if not (path.is_file() and path.read_text() == text):
+        atomic_write_bytes(path, text.encode())
+
+
+def metrics_file(run: Union[str, Path]) -> Path:
+    """A run directory (or its metrics.jsonl itself) -> the metrics.jsonl path."""
+    p = Path(run)
+    return p / METRICS_NAME if p.is_dir() else p
+
+
+def read_metrics(run: Union[str, Path], strict: bool = False) -> list[dict[str, Any]]:
+    """The records of a run's ``metrics.jsonl`` (a run directory or the file itself), in order.
+
+    Every reader of metrics (plot, summaries, benchmarks, reports) uses this. By default a
+    missing file is no records and an unreadable line (the torn last line of a killed run) is
+    skipped; ``strict`` makes both errors naming the file and line (``stae plot``).
+    """
+    p = metrics_file(run)
+    if not p.is_file():
+        if strict:
+            raise StaeError(f"{p}: no such file (give a run directory written by stae train, or its {METRICS_NAME})")
+        return []
+    out = []
+    for i, line in enumerate(p.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as e:
+            if strict:
+                raise StaeError(f"{p}:{i}: not a JSON line ({e.msg})") from None
+            continue
+        if isinstance(rec, dict):
+            out.append(rec)
+        elif strict:
+            raise StaeError(f"{p}:{i}: expected a JSON object, got {type(rec).__name__}")
+    return out
+
+
+def trim_metrics(run_dir: Path, step: int) -> None:
+    """Drop the records past ``step`` (a resume writes them again), atomically."""
+    path = run_dir / METRICS_NAME
+    if path.exists():
+        keep = [r for r in read_metrics(run_dir) if int(r.get("step", 0)) <= step]
+        atomic_write_bytes(path, "".join(json.dumps(r) + "\n" for r in keep).encode())
+
+
+def last_good(run_dir: Path) -> str:
+    """The newest step checkpoint, for messages after a failure."""
+    steps = step_checkpoints(run_dir)
+    return str(steps[-1][1]) if steps else "none (no checkpoint was written yet)"
 
 
 def _fsync_dir(path: Path) -> None:

@@ -1,0 +1,138 @@
+"""Model weights on disk: safetensors (loading cannot run code) with the ModelConfig JSON in
+the file's metadata, so a single ``.safetensors`` file is a complete, loadable model.
+
+Paths accepted by :func:`load_model` (``stae evaluate/predict/propagate/export``):
+
+* a ``.safetensors`` file written by :func:`save_model`;
+* a checkpoint directory containing ``model.safetensors``;
+* a run directory: its ``best/`` checkpoint, else its newest ``step-*`` checkpoint;
+* the name of a model shipped inside the package (``stae.weights.shipped_models()``).
+
+Writes are atomic: a temporary file in the same directory, fsync, then ``os.replace``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Optional, Union
+
+import torch
+from safetensors import SafetensorError
+from safetensors import safe_open
+from safetensors.torch import load_file, save
+
+from stae.model.config import ModelConfig
+from stae.errors import StaeError
+
+WEIGHTS_NAME = "model.safetensors"
+CONFIG_KEY = "stae_model_config"
+FORMAT_KEY = "stae_format"
+FORMAT_VERSION = "1"
+SHIPPED_DIR = Path(__file__).parent / "weights"
+
+
+def atomic_write_bytes(path: Union[str, Path], data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (temporary file + fsync + rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def save_model(path: Union[str, Path], model: torch.nn.Module, extra_metadata: Optional[dict[str, str]] = None) -> Path:
+    """Save weights + config to one safetensors file, atomically. Returns the path."""
+    path = Path(path)
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    meta = {CONFIG_KEY: model.config.to_json(), FORMAT_KEY: FORMAT_VERSION}
+    meta.update(extra_metadata or {})
+    atomic_write_bytes(path, save(state, metadata=meta))
+    return path
+
+
+def shipped_models() -> dict[str, Path]:
+    """Models shipped inside the package, by name (e.g. ``vanilla-mmnist``)."""
+    if not SHIPPED_DIR.is_dir():
+        return {}
+    return {p.stem: p for p in sorted(SHIPPED_DIR.glob("*.safetensors"))}
+
+
+def resolve_checkpoint(path: Union[str, Path]) -> Path:
+    """The ``.safetensors`` file that ``path`` (file, checkpoint dir, run dir or shipped name) names."""
+    p = Path(path)
+    if not p.exists():
+        shipped = shipped_models()
+        if str(path) in shipped:
+            return shipped[str(path)]
+        names = f" (shipped models: {', '.join(shipped)})" if shipped else ""
+        raise StaeError(f"checkpoint not found: {path}{names}")
+    if p.is_file():
+        return p
+    if (p / WEIGHTS_NAME).is_file():
+        return p / WEIGHTS_NAME
+    if (p / "best" / WEIGHTS_NAME).is_file():
+        return p / "best" / WEIGHTS_NAME
+    steps = sorted(p.glob(f"step-*/{WEIGHTS_NAME}"))
+    if steps:
+        return steps[-1]
+    raise StaeError(f"no checkpoint in {p}: expected {WEIGHTS_NAME}, best/{WEIGHTS_NAME} or step-*/{WEIGHTS_NAME}")
+
+
+def read_metadata(path: Union[str, Path]) -> dict[str, str]:
+    """The safetensors metadata of a checkpoint file; clear errors for foreign/corrupt files."""
+    f = resolve_checkpoint(path)
+    try:
+        with safe_open(str(f), framework="pt") as fh:
+            meta = fh.metadata() or {}
+    except (SafetensorError, OSError, ValueError) as e:
+        raise StaeError(f"{f}: not a readable safetensors checkpoint (truncated or corrupt?): {e}") from None
+    if CONFIG_KEY not in meta:
+        raise StaeError(f"{f}: a safetensors file, but not a stae checkpoint (no '{CONFIG_KEY}' metadata)")
+    return meta
+
+
+def load_model(path: Union[str, Path], map_location: Union[str, torch.device] = "cpu"):
+    """Load a model (in eval mode) from a checkpoint path or shipped name.
+
+    Raises :class:`StaeError` naming the file for missing, truncated, foreign or mismatched files.
+    """
+    from stae.model.autoencoder import SpatioTemporalAutoencoder
+
+    f = resolve_checkpoint(path)
+    meta = read_metadata(f)
+    try:
+        cfg = ModelConfig.from_dict(json.loads(meta[CONFIG_KEY]))
+    except (ValueError, TypeError) as e:
+        raise StaeError(f"{f}: bad model config in checkpoint: {e}") from None
+    model = SpatioTemporalAutoencoder(cfg)
+    try:
+        state = load_file(str(f), device=str(map_location))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise StaeError(f"{f}: cannot read weights (truncated or corrupt?): {e}") from None
+    missing, unexpected = set(model.state_dict()) - set(state), set(state) - set(model.state_dict())
+    if missing or unexpected:
+        raise StaeError(f"{f}: weights do not match the model config "
+                        f"(missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]})")
+    for k, v in model.state_dict().items():
+        if state[k].shape != v.shape:
+            raise StaeError(f"{f}: weight {k} has shape {tuple(state[k].shape)}, the config needs {tuple(v.shape)}")
+    model.load_state_dict(state)
+    model.to(map_location).eval()
+    return model
+
+
+def metadata_json(path: Union[str, Path], key: str) -> Any:
+    """A JSON value stored in a checkpoint's metadata under ``key`` (None when absent)."""
+    meta = read_metadata(path)
+    return json.loads(meta[key]) if key in meta else None

@@ -36,43 +36,11 @@ def setup_threads(threads: int | None = None) -> int:
     return n
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def cpu_flags() -> list[str]:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                flags = set(line.split(":", 1)[1].split())
-                return sorted(f for f in flags if f.startswith(("avx512", "amx", "avx2", "fma", "avx_vnni")))
-    except OSError:
-        pass
-    return []
-
-
 def machine() -> dict[str, Any]:
-    """What the figures were measured on."""
-    import torch
+    """What the figures were measured on (:func:`stae.machine.describe`) and the OpenMP policy."""
+    from stae.machine import describe
 
-    return {
-        "cpu": cpu_model(),
-        "cores_available": len(os.sched_getaffinity(0)),
-        "torch_threads": torch.get_num_threads(),
-        "cpu_flags": cpu_flags(),
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "loadavg": list(os.getloadavg()),
-        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
-        "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    }
+    return {**describe(), "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY")}
 
 
 def timed(fn: Callable[[], Any], repeats: int, warmup: int = 1, min_time: float = 0.0) -> list[float]:
@@ -126,6 +94,6 @@ def table(rows: list[dict[str, Any]], columns: list[tuple[str, str]]) -> str:
 
 
 def machine_line(m: dict[str, Any]) -> str:
-    la = m.get("loadavg", [0, 0, 0])
-    return (f"{m['cpu']}, {m['cores_available']} cores, torch {m['torch']} ({m['torch_threads']} threads); "
-            f"load average {la[0]:.2f} / {la[1]:.2f} / {la[2]:.2f} (1/5/15 min) at {m['time_utc']}")
+    from stae.machine import describe_line
+
+    return describe_line(m)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import shutil
 import tempfile
 import time
@@ -23,6 +22,7 @@ import torch
 
 from stae.training import load_config, train
 from stae.training.run_dir import read_metrics
+from stae.machine import describe
 
 CANDIDATES = {
     # name: (overrides, sequences the budget is expected to fit -- sets the schedule's length)
@@ -79,8 +79,7 @@ def main() -> None:
         print(name, json.dumps(results[name]), flush=True)
         shutil.rmtree(run_dir, ignore_errors=True)
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps({"machine": {"cpu_threads": torch.get_num_threads(), "torch": torch.__version__,
-                                               "platform": platform.platform()},
+        out.write_text(json.dumps({"machine": describe(),
                                    "protocol": __doc__.strip().splitlines()[2:6], "runs": results}, indent=1))
 
 

@@ -17,7 +17,8 @@ from stae.errors import StaeError
 from stae.flowio import read_flo
 from stae.model import build_model
 from stae.model.warp import backward_to_forward, upsample_flow
-from stae.predict import FrameFit, fit_for_model, predict_stream, resolve_steps, to_channels
+from stae.data.frames import FrameFit, fit_for_model, to_channels
+from stae.predict import predict_stream, resolve_steps
 
 TINY = dict(encoder_channels=(4,), memory_channels=(4,), flow_kernel=3, spatial_kernel=3, memory_kernel=3)
 
@@ -207,7 +208,7 @@ def test_video_file_input(files, tmp_path):
 def test_parse_size_is_every_commands_size(capsys):
     import argparse
 
-    from stae.predict import parse_size
+    from stae.commands import parse_size
 
     assert parse_size("64") == (64, 64) and parse_size("48x64") == (48, 64) and parse_size("48X64") == (48, 64)
     for bad in ("abc", "0x4", "4x4x4", "-3"):

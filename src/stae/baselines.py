@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from stae.data.frames import LUMA
 from stae.errors import StaeError
 from stae.metrics import BCE_EPS
 from stae.model.warp import warp
@@ -28,7 +29,7 @@ def _to_gray_u8(frame: torch.Tensor) -> np.ndarray:
     """(C, H, W) in [0, 1] -> (H, W) uint8 grayscale."""
     f = frame.detach().float().cpu()
     if f.shape[0] == 3:
-        f = 0.299 * f[0] + 0.587 * f[1] + 0.114 * f[2]
+        f = LUMA[0] * f[0] + LUMA[1] * f[1] + LUMA[2] * f[2]
     else:
         f = f[0]
     return (f.clamp(0, 1) * 255).round().to(torch.uint8).numpy()

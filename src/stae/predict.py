@@ -10,9 +10,9 @@ FORWARD flow from frame ``t`` to frame ``t+1`` at image resolution,
 ``backward_to_forward(upsample_flow(T_t, stride))`` (exact for locally constant motion, the
 first-order approximation otherwise), because ``.flo`` is a forward-flow format.
 
-Library entry points: :func:`open_frames` (any input -> stream of frames), :class:`FrameFit`
-(make frames fit a model), :func:`predict_stream` (the streaming loop, optional rollout
-horizon) and :func:`image_flow_forward` (the ``.flo`` convention). :class:`OutputSet` stages
+Library entry points (frames come from :mod:`stae.data.frames`): :func:`predict_stream` (the
+streaming loop, optional rollout horizon) and :func:`image_flow_forward` (the ``.flo``
+convention). :class:`OutputSet` stages
 outputs in a temporary folder and renames them into place, so existing files are never left
 half-written and bad input never touches them.
 """
@@ -24,215 +24,17 @@ import os
 import shutil
 import tempfile
 from collections import deque
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator, NamedTuple, Optional, Sequence, Union
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from stae.errors import StaeError
 from stae.model.autoencoder import SpatioTemporalAutoencoder
 from stae.model.warp import backward_to_forward, upsample_flow
 
-CLIP_SUFFIXES = (".npy", ".npz")
-# ITU-R BT.601 luma, the weights OpenCV and stae.baselines use for RGB -> gray.
-LUMA = (0.299, 0.587, 0.114)
-
-
-# --------------------------------------------------------------------------------------
-# Inputs
-
-
-def open_frames(source: Union[str, os.PathLike], index: Optional[int] = None) -> Iterator[torch.Tensor]:
-    """Stream the frames of ``source`` as float32 (C, H, W) in [0, 1], C = 1 or 3.
-
-    ``source``: a video file (.mp4 .avi .mkv .mov .webm), a folder of frames, or a clip file
-    (.npy/.npz, see :mod:`stae.data.files`) of which sequence ``index`` (default 0) is used.
-    Video files and folders are decoded in colour (RGB) or gray as stored: a folder of gray
-    PNGs gives C = 1, anything else C = 3; :class:`FrameFit` converts to the model's C.
-    """
-    from stae.data.files import load_clip_file
-    from stae.data.video import iter_frames
-
-    p = Path(source)
-    if not p.exists():
-        raise StaeError(f"{p}: no such file or directory")
-    if p.is_file() and p.suffix.lower() in CLIP_SUFFIXES:
-        clips = load_clip_file(p)
-        i = 0 if index is None else index
-        if not -len(clips) <= i < len(clips):
-            raise StaeError(f"{p}: --index {i} out of range ({len(clips)} sequence(s) in the file)")
-        clip = np.asarray(clips[i])  # (T, C, H, W): one sequence, memory-mapped until here
-        scale = 255.0 if clip.dtype == np.uint8 else 1.0
-        for f in clip:
-            yield torch.from_numpy(f.astype(np.float32) / np.float32(scale))
-        return
-    if index is not None:
-        raise StaeError(f"--index applies to clip files ({'/'.join(CLIP_SUFFIXES)}), not to {p}")
-    gray = _is_gray_source(p)
-    for f in iter_frames(p, grayscale=gray):
-        yield torch.from_numpy(f.astype(np.float32) / np.float32(255.0))  # astype copies: writable
-
-
-def _is_gray_source(p: Path) -> bool:
-    """True for a folder whose first frame is a one-channel image (keep it gray, not RGB)."""
-    if not p.is_dir():
-        return False
-    from PIL import Image
-
-    from stae.data.video import IMAGE_EXTS
-
-    files = sorted(f for f in p.iterdir() if f.suffix.lower() in IMAGE_EXTS)
-    if not files:
-        return False
-    try:
-        with Image.open(files[0]) as im:
-            return im.mode in ("1", "L", "LA", "I", "I;16", "I;16L", "I;16B")
-    except OSError:
-        return False  # iter_frames reports the unreadable file with its name
-
-
-# --------------------------------------------------------------------------------------
-# Making frames fit the model
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    """The ``--size`` of every command: 'HxW' (or a single 'N' for NxN) -> (H, W). An
-    argparse type: bad text raises ArgumentTypeError, which argparse prints as one line."""
-    from argparse import ArgumentTypeError
-
-    try:
-        hw = tuple(int(s) for s in text.lower().split("x"))
-    except ValueError:
-        raise ArgumentTypeError(f"size {text!r}: expected N or HxW, e.g. 64 or 48x64") from None
-    if len(hw) == 1:
-        hw = hw * 2
-    if len(hw) != 2 or min(hw) < 1:
-        raise ArgumentTypeError(f"size {text!r}: expected N or HxW with positive integers, e.g. 64 or 48x64")
-    return hw  # type: ignore[return-value]
-
-
-@dataclass(frozen=True)
-class FrameFit:
-    """How a source frame size becomes one the model takes.
-
-    Frames are first cropped to ``crop`` = (top, left, height, width) of the source, then, if
-    ``size`` differs from the crop, resized to ``size`` = (H, W) (bilinear, antialiased, for
-    images; nearest for label maps). Channels become the model's C: RGB -> gray by BT.601 luma,
-    gray -> RGB by repetition.
-    """
-
-    channels: int
-    source_hw: tuple[int, int]
-    crop: tuple[int, int, int, int]
-    size: tuple[int, int]
-
-    @property
-    def changes_geometry(self) -> bool:
-        return self.crop != (0, 0, *self.source_hw) or self.size != self.source_hw
-
-    def describe(self) -> str:
-        h, w = self.source_hw
-        t, l, ch, cw = self.crop
-        if not self.changes_geometry:
-            return f"{w}x{h} (WxH), used as is"
-        s = f"{w}x{h} (WxH)"
-        if (ch, cw) != (h, w):
-            s += f" cropped to {cw}x{ch} at x={l}, y={t}"
-        if self.size != (ch, cw):
-            s += f", resized to {self.size[1]}x{self.size[0]}"
-        return s
-
-    def frame(self, f: torch.Tensor) -> torch.Tensor:
-        """(C_in, H, W) -> (C_model, H', W'), float in [0, 1]."""
-        if tuple(f.shape[-2:]) != self.source_hw:
-            raise StaeError(f"frame of size {f.shape[-1]}x{f.shape[-2]} (WxH) in a video whose first frame is "
-                            f"{self.source_hw[1]}x{self.source_hw[0]}")
-        f = self._crop(f)
-        if tuple(f.shape[-2:]) != self.size:
-            f = F.interpolate(f.unsqueeze(0), size=self.size, mode="bilinear", antialias=True,
-                              align_corners=False)[0].clamp_(0.0, 1.0)
-        return to_channels(f, self.channels)
-
-    def labels(self, labels: torch.Tensor) -> torch.Tensor:
-        """Integer label map (H, W) -> (H', W'), nearest neighbour (labels are not blended)."""
-        lab = self._crop(labels)
-        if tuple(lab.shape[-2:]) != self.size:
-            lab = F.interpolate(lab[None, None].float(), size=self.size, mode="nearest")[0, 0].to(labels.dtype)
-        return lab
-
-    def _crop(self, x: torch.Tensor) -> torch.Tensor:
-        t, l, h, w = self.crop
-        return x[..., t:t + h, l:l + w]
-
-
-def to_channels(f: torch.Tensor, channels: int) -> torch.Tensor:
-    """(C, H, W) -> (channels, H, W): RGB -> gray by BT.601 luma, gray -> RGB by repetition."""
-    c = f.shape[0]
-    if c == channels:
-        return f
-    if c == 3 and channels == 1:
-        w = torch.tensor(LUMA, dtype=f.dtype).view(3, 1, 1)
-        return (f * w).sum(0, keepdim=True)
-    if c == 1:
-        return f.expand(channels, -1, -1).contiguous()
-    raise StaeError(f"frames with {c} channels cannot be given to a model that takes {channels}")
-
-
-def fit_for_model(model: SpatioTemporalAutoencoder, source_hw: tuple[int, int],
-                  size: Optional[tuple[int, int]] = None) -> FrameFit:
-    """The :class:`FrameFit` for frames of ``source_hw`` = (H, W).
-
-    ``size`` given: centre-crop to its aspect ratio, then resize to it. Otherwise a model
-    with fully-connected memory gets its fixed ``fc_frame_size`` the same way, and a
-    convolutional one takes the centre crop whose sides are multiples of the encoder's stride
-    (no resampling, so the pixels are the video's). The result is checked with
-    ``model.check_frame_shape``, so an impossible size is one clear :class:`StaeError`.
-    """
-    cfg = model.config
-    h, w = source_hw
-    if size is None and cfg.memory == "fc":
-        size = (int(cfg.fc_frame_size[0]), int(cfg.fc_frame_size[1]))
-    if size is not None:
-        th, tw = size
-        model.check_frame_shape((cfg.in_channels, th, tw), "--size")
-        # Largest centred crop of the target aspect ratio.
-        if h * tw > w * th:
-            ch, cw = max(1, round(w * th / tw)), w
-        else:
-            ch, cw = h, max(1, round(h * tw / th))
-    else:
-        s = model.stride
-        ch, cw = h // s * s, w // s * s
-        if ch == 0 or cw == 0:
-            raise StaeError(f"frames of {w}x{h} (WxH) are smaller than the model's stride {s}; "
-                            f"give --size (e.g. --size {max(s, h // s * s or s)}x{max(s, w // s * s or s)})")
-        size = (ch, cw)
-    fit = FrameFit(cfg.in_channels, (h, w), ((h - ch) // 2, (w - cw) // 2, ch, cw), size)
-    model.check_frame_shape((cfg.in_channels, *size), "fitted frame")
-    return fit
-
-
-def fitted_frames(model: SpatioTemporalAutoencoder, frames: Iterable[torch.Tensor],
-                  size: Optional[tuple[int, int]] = None) -> tuple[Optional[FrameFit], Iterator[torch.Tensor]]:
-    """Peek at the first frame, build the :class:`FrameFit`, and return it with the fitted stream.
-
-    Returns ``(None, empty iterator)`` for an empty stream.
-    """
-    it = iter(frames)
-    first = next(it, None)
-    if first is None:
-        return None, iter(())
-    fit = fit_for_model(model, tuple(first.shape[-2:]), size)
-
-    def gen() -> Iterator[torch.Tensor]:
-        yield fit.frame(first)
-        for f in it:
-            yield fit.frame(f)
-
-    return fit, gen()
+from stae.data.frames import fitted_frames, open_frames
 
 
 # --------------------------------------------------------------------------------------

@@ -35,6 +35,7 @@ import torch
 
 from stae.errors import StaeError
 from stae.model.autoencoder import SpatioTemporalAutoencoder
+from stae.data.video import natural_key
 from stae.model.warp import upsample_flow, warp
 
 # Channels warped at once: bounds memory (chunk x H x W floats) for label maps with many labels.
@@ -277,18 +278,12 @@ def clip_file_truth(path: Union[str, os.PathLike], index: int) -> Optional[torch
     return labels_from_masks(ds[index]["masks"])
 
 
-def _natural_key(p: Path) -> list:
-    import re
-
-    return [int(s) if s.isdigit() else s.lower() for s in re.split(r"(\d+)", p.name)]
-
-
 def mask_files(folder: Union[str, os.PathLike]) -> list[Path]:
     """The PNG label maps of a folder in natural order (``2.png`` before ``10.png``): one per frame."""
     d = Path(folder)
     if not d.is_dir():
         raise StaeError(f"--true-masks {d}: not a directory")
-    files = sorted((f for f in d.iterdir() if f.suffix.lower() == ".png"), key=_natural_key)
+    files = sorted((f for f in d.iterdir() if f.suffix.lower() == ".png"), key=natural_key)
     if not files:
         raise StaeError(f"--true-masks {d}: no .png files")
     return files
@@ -316,7 +311,8 @@ def propagate_video(model: SpatioTemporalAutoencoder, out_dir: Union[str, os.Pat
     frame ``start`` (the given PNG, or the truth of that frame); the frames before it only fill
     the model's memory. Outputs are numbered by video frame.
     """
-    from stae.predict import OutputSet, check_video_options, fitted_frames, open_frames
+    from stae.data.frames import fitted_frames, open_frames
+    from stae.predict import OutputSet, check_video_options
 
     check_video_options(fps, scale, max_frames)
     if (video is None) == (moving_mnist is None):

@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from stae.predict import parse_size
+from stae.commands import parse_size
 
 
 def _speed(text: str) -> float | tuple[float, float]:

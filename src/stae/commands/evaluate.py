@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 from stae.errors import StaeError
-from stae.predict import parse_size
+from stae.commands import parse_size
 
 
 def register(subparsers) -> None:

@@ -7,7 +7,7 @@ import argparse
 
 from stae.weights import load_model
 from stae.export import FORMATS, default_size, export_model, io_names, state_shapes
-from stae.predict import parse_size
+from stae.commands import parse_size
 
 
 def register(subparsers) -> None:

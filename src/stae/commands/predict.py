@@ -6,7 +6,8 @@ from __future__ import annotations
 import argparse
 
 from stae.weights import load_model
-from stae.predict import parse_size, predict_video
+from stae.commands import parse_size
+from stae.predict import predict_video
 
 
 def _int_list(text: str) -> list[int]:

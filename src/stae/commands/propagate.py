@@ -7,7 +7,7 @@ import argparse
 
 from stae.weights import load_model
 from stae.errors import StaeError
-from stae.predict import parse_size
+from stae.commands import parse_size
 from stae.propagate import propagate_video
 
 _MM_DEFAULTS = {"split": "test", "num_frames": 20, "size": 64, "num_digits": 2, "binary": False, "lines": False}

@@ -33,16 +33,17 @@ from torch.utils.data import Dataset
 from stae.errors import StaeError
 
 VIDEO_EXTS = (".mp4", ".avi", ".mkv", ".mov", ".webm")
-IMAGE_EXTS = (".png", ".jpg", ".jpeg")
+# Every image format the frame readers accept (Pillow reads them all); the one list.
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".ppm", ".bmp", ".tif", ".tiff")
 CROPS = ("center", "resize")
 
 
-def _natural_key(p: Path) -> list:
+def natural_key(p: Path) -> list:
     return [int(s) if s.isdigit() else s.lower() for s in re.split(r"(\d+)", p.name)]
 
 
 def _image_files(folder: Path) -> list[Path]:
-    return sorted((p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTS), key=_natural_key)
+    return sorted((p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES), key=natural_key)
 
 
 def _exists(path: Path) -> None:
@@ -60,17 +61,17 @@ def find_videos(root: str | os.PathLike) -> list[Path]:
     if root.is_file():
         if root.suffix.lower() not in VIDEO_EXTS:
             raise StaeError(f"{root}: unsupported extension {root.suffix or '(none)'!r} (videos: {' '.join(VIDEO_EXTS)}; "
-                            f"or a folder of {'/'.join(IMAGE_EXTS)} frames)")
+                            f"or a folder of {'/'.join(IMAGE_SUFFIXES)} frames)")
         return [root]
     found: list[Path] = []
     for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
         dirnames.sort()
         d = Path(dirpath)
-        if any(Path(f).suffix.lower() in IMAGE_EXTS for f in filenames):
+        if any(Path(f).suffix.lower() in IMAGE_SUFFIXES for f in filenames):
             found.append(d)
         found.extend(d / f for f in sorted(filenames) if Path(f).suffix.lower() in VIDEO_EXTS)
     if not found:
-        raise StaeError(f"{root}: no videos ({' '.join(VIDEO_EXTS)}) or frame folders ({'/'.join(IMAGE_EXTS)}) found")
+        raise StaeError(f"{root}: no videos ({' '.join(VIDEO_EXTS)}) or frame folders ({'/'.join(IMAGE_SUFFIXES)}) found")
     return sorted(found)
 
 
@@ -167,7 +168,7 @@ def probe(path: str | os.PathLike) -> VideoInfo:
     if path.is_dir():
         files = _image_files(path)
         if not files:
-            raise StaeError(f"{path}: frame folder holds no {'/'.join(IMAGE_EXTS)} files")
+            raise StaeError(f"{path}: frame folder holds no {'/'.join(IMAGE_SUFFIXES)} files")
         return VideoInfo(path, len(files))
     if path.suffix.lower() not in VIDEO_EXTS:
         raise StaeError(f"{path}: unsupported extension {path.suffix or '(none)'!r} (videos: {' '.join(VIDEO_EXTS)})")
@@ -272,7 +273,7 @@ def iter_frames(path: str | os.PathLike, size=None, grayscale: bool = True, crop
     if path.is_dir():
         files = _image_files(path)
         if not files:
-            raise StaeError(f"{path}: frame folder holds no {'/'.join(IMAGE_EXTS)} files")
+            raise StaeError(f"{path}: frame folder holds no {'/'.join(IMAGE_SUFFIXES)} files")
         for f in files:
             yield _fit(_open_image(f, grayscale), size, crop)
         return

@@ -30,6 +30,7 @@ from torch.utils.data import Dataset
 
 from stae.errors import StaeError
 from stae.losses import LossWeights, objective
+from stae.machine import load_average
 from stae.model.autoencoder import SpatioTemporalAutoencoder
 from stae.training import distributed as du
 from stae.training import run_dir as rd
@@ -278,7 +279,7 @@ def _train(run: _Run, resume: bool, stop_after: Optional[int]) -> TrainResult:
     log = RunLog(cfg, run.run_dir, run.step, run.total, d.is_main, resume)
     # A session record starts each run and each resume (summary.training_minutes adds them up);
     # result.json, written at the end, marks the run as finished, so a resume removes the old one.
-    started_utc, load0, wall0 = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), _load_average(), time.time()
+    started_utc, load0, wall0 = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), load_average(), time.time()
     log.record({"kind": "session", "step": run.step, "started_utc": started_utc, "resumed": resume})
     if d.is_main and resume:
         (run.run_dir / rd.RESULT_NAME).unlink(missing_ok=True)
@@ -324,7 +325,7 @@ def _train(run: _Run, resume: bool, stop_after: Optional[int]) -> TrainResult:
     if d.is_main:
         write_result(run.run_dir, {"stopped": stopped, "total_steps": run.total, "resumed_from": run.resumed_from,
                                    "started_utc": started_utc, "session_wall_minutes": round((time.time() - wall0) / 60, 2),
-                                   "load_average_start": load0, "load_average_end": _load_average()})
+                                   "load_average_start": load0, "load_average_end": load_average()})
     return TrainResult(run.run_dir, run.step, run.total, run.step // run.order.steps_per_epoch, last_loss,
                        run.best_val, run.last_val, stopped, run.resumed_from, run.written)
 
@@ -382,11 +383,3 @@ def _evaluate_and_save(run: _Run, log: RunLog, t_start: float) -> None:
 def load_run_config(run_dir: Union[str, Path], overrides: Optional[list[str]] = None) -> RunConfig:
     """The resolved config of an existing run (plus ``section.key=value`` overrides)."""
     return resolve(apply_overrides(rd.read_resolved(run_dir), overrides or []))
-
-
-def _load_average() -> Optional[list[float]]:
-    """1/5/15-minute load average (other work on the machine slows training), where the OS has one."""
-    try:
-        return [round(x, 2) for x in os.getloadavg()]
-    except (AttributeError, OSError):
-        return None

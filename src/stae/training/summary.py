@@ -21,6 +21,7 @@ import torch
 import yaml
 
 from stae.errors import StaeError
+from stae.machine import describe
 from stae.training.run_dir import RESOLVED_NAME, RESULT_NAME, read_metrics
 from stae.weights import atomic_write_bytes
 
@@ -35,11 +36,6 @@ def training_minutes(records: list[dict[str, Any]]) -> float:
         elif isinstance(r.get("time"), (int, float)):
             last = max(last, float(r["time"]))
     return (total + last) / 60
-
-
-def machine() -> dict[str, Any]:
-    return {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-            "cpu_count": os.cpu_count(), "torch": torch.__version__, "cuda": torch.cuda.is_available()}
 
 
 def run_summary(run_dir: Union[str, Path]) -> dict[str, Any]:
@@ -72,7 +68,7 @@ def run_summary(run_dir: Union[str, Path]) -> dict[str, Any]:
 
 def write_result(run_dir: Union[str, Path], extra: Optional[dict[str, Any]] = None) -> Path:
     """``RUN_DIR/result.json``: :func:`run_summary` + ``extra`` (how it stopped, ...) + the machine."""
-    res = {**run_summary(run_dir), **(extra or {}), "machine": machine(),
+    res = {**run_summary(run_dir), **(extra or {}), "machine": describe(),
            "written_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     path = Path(run_dir) / RESULT_NAME
     atomic_write_bytes(path, (json.dumps(res, indent=2) + "\n").encode())

@@ -261,9 +261,7 @@ def predict_video(model: SpatioTemporalAutoencoder, source: Union[str, os.PathLi
     """
     from itertools import islice
 
-    from stae.flowio import write_flo
     from stae.metrics import l2
-    from stae.viz import panel_row, save_png, write_gif, write_mp4
 
     if max_flow is not None and not (max_flow > 0 and np.isfinite(max_flow)):
         raise StaeError(f"--max-flow must be a positive number of pixels, got {max_flow}")
@@ -313,19 +311,29 @@ def predict_video(model: SpatioTemporalAutoencoder, source: Union[str, os.PathLi
         "mean_l2_copy_last": float(np.mean([s["l2_copy_last"] for s in per_step])),
         "steps": per_step,
     }
-    labels = ("input t", f"true t+{horizon}", f"pred t+{horizon}", "flow")
     with outputs:
-        panels = [panel_row(r.frame, r.target, r.pred, r.flow, convention="backward", max_radius=radius,
-                            labels=labels, scale=scale) for r in shown]
-        write_mp4(panels, outputs.path("predict.mp4"), fps=fps)
-        write_gif(panels, outputs.path("predict.gif"), fps=fps)
-        del panels
-        frames_seen = [r.frame for r in results]
-        save_png(prediction_figure(frames_seen, results, chosen, k, horizon, stride, radius, scale),
-                 outputs.path("figure.png"))
-        if flo:
-            for r in results:
-                write_flo(outputs.path(f"{FLO_DIR}/flow_{r.t:05d}.flo"), image_flow_forward(r.flow_t, stride))
+        _write_outputs(outputs, results, shown, chosen, k, horizon, stride, radius, scale, fps, flo)
         outputs.path("predict.json").write_text(json.dumps(summary, indent=2) + "\n")
         summary["written"] = [str(p) for p in outputs.commit()]
     return summary
+
+
+def _write_outputs(outputs: OutputSet, results: list[PredictionStep], shown: list[PredictionStep],
+                   chosen: list[int], k: int, horizon: int, stride: int, radius: float, scale: int, fps: float,
+                   flo: bool) -> None:
+    """The MP4/GIF panels, the figure and (``flo``) the forward-flow files of ``predict_video``."""
+    from stae.flowio import write_flo
+    from stae.viz import panel_row, save_png, write_gif, write_mp4
+
+    labels = ("input t", f"true t+{horizon}", f"pred t+{horizon}", "flow")
+    panels = [panel_row(r.frame, r.target, r.pred, r.flow, convention="backward", max_radius=radius,
+                        labels=labels, scale=scale) for r in shown]
+    write_mp4(panels, outputs.path("predict.mp4"), fps=fps)
+    write_gif(panels, outputs.path("predict.gif"), fps=fps)
+    del panels
+    frames_seen = [r.frame for r in results]
+    save_png(prediction_figure(frames_seen, results, chosen, k, horizon, stride, radius, scale),
+             outputs.path("figure.png"))
+    if flo:
+        for r in results:
+            write_flo(outputs.path(f"{FLO_DIR}/flow_{r.t:05d}.flo"), image_flow_forward(r.flow_t, stride))

@@ -292,6 +292,63 @@ def mask_files(folder: Union[str, os.PathLike]) -> list[Path]:
 PROPAGATE_OUTPUTS = ("labels", "overlays", "overlay.gif", "compare.gif", "propagate.json")
 
 
+@dataclass
+class _Sources:
+    """What ``propagate_video`` reads: frames, the first labels and the truth (if any)."""
+
+    source: str
+    frames: Iterable[torch.Tensor]
+    labels0: torch.Tensor
+    labels_name: str
+    truth_all: Optional[torch.Tensor] = None  # (T, H, W) at source size
+    truth_files: Optional[list[Path]] = None
+
+    @property
+    def has_truth(self) -> bool:
+        return self.truth_files is not None or self.truth_all is not None
+
+    def truth(self, fit) -> Iterator[torch.Tensor]:
+        """The true label maps, fitted like the frames."""
+        if self.truth_files is None:
+            yield from (fit.labels(lab) for lab in self.truth_all)  # type: ignore[union-attr]
+            return
+        for f in self.truth_files:
+            lab = read_label_png(f)
+            if tuple(lab.shape) != fit.source_hw:
+                raise StaeError(f"true mask {f} is {lab.shape[1]}x{lab.shape[0]} (WxH) but the frames of "
+                                f"{self.source} are {fit.source_hw[1]}x{fit.source_hw[0]}")
+            yield fit.labels(lab)
+
+
+def _sources(video, labels, index, true_masks, moving_mnist, mm_options, start: int) -> _Sources:
+    """Frames, first labels and truth of a video + label PNG, or of a Moving MNIST sequence."""
+    from stae.data.frames import open_frames
+
+    if start < 0:
+        raise StaeError(f"--start must be >= 0, got {start}")
+    truth_all, truth_files = None, None
+    if moving_mnist is not None:
+        if true_masks is not None or index is not None:
+            raise StaeError("--true-masks and --index do not apply to --moving-mnist (its masks are the truth)")
+        clip, truth_all = moving_mnist_sequence(moving_mnist, **(mm_options or {}))
+        frames: Iterable[torch.Tensor] = iter(clip)
+        source = f"Moving MNIST {(mm_options or {}).get('split', 'test')} sequence {moving_mnist}"
+    else:
+        source, frames = str(video), open_frames(video, index)
+        if Path(video).suffix.lower() == ".npz":
+            truth_all = clip_file_truth(video, 0 if index is None else index)
+        if true_masks is not None:
+            truth_files = mask_files(true_masks)
+            truth_all = None  # the user's masks take precedence over a file's stored truth
+    if labels is not None:
+        return _Sources(source, frames, read_label_png(labels), str(labels), truth_all, truth_files)
+    if truth_all is None:
+        raise StaeError(f"{source}: give the labels of frame {start} with --labels MASK.png")
+    if start >= len(truth_all):
+        raise StaeError(f"--start {start}: {source} has only {len(truth_all)} frames of true labels")
+    return _Sources(source, frames, truth_all[start], f"the true labels of frame {start}", truth_all, truth_files)
+
+
 def propagate_video(model: SpatioTemporalAutoencoder, out_dir: Union[str, os.PathLike], *,
                     video: Optional[Union[str, os.PathLike]] = None, labels: Optional[Union[str, os.PathLike]] = None,
                     index: Optional[int] = None, true_masks: Optional[Union[str, os.PathLike]] = None,
@@ -311,113 +368,77 @@ def propagate_video(model: SpatioTemporalAutoencoder, out_dir: Union[str, os.Pat
     frame ``start`` (the given PNG, or the truth of that frame); the frames before it only fill
     the model's memory. Outputs are numbered by video frame.
     """
-    from stae.data.frames import fitted_frames, open_frames
+    from stae.data.frames import fitted_frames
     from stae.predict import OutputSet, check_video_options
 
     check_video_options(fps, scale, max_frames)
     if (video is None) == (moving_mnist is None):
         raise StaeError("give either a VIDEO (with --labels) or --moving-mnist INDEX")
     outputs = OutputSet(out_dir, PROPAGATE_OUTPUTS, force)  # refuses existing outputs before any work
-
-    truth_all: Optional[torch.Tensor] = None  # (T, H, W) at source size
-    truth_files: Optional[list[Path]] = None
-    if moving_mnist is not None:
-        if true_masks is not None or index is not None:
-            raise StaeError("--true-masks and --index do not apply to --moving-mnist (its masks are the truth)")
-        clip, truth_all = moving_mnist_sequence(moving_mnist, **(mm_options or {}))
-        frames: Iterable[torch.Tensor] = iter(clip)
-        source = f"Moving MNIST {(mm_options or {}).get('split', 'test')} sequence {moving_mnist}"
-    else:
-        source = str(video)
-        frames = open_frames(video, index)
-        if Path(video).suffix.lower() == ".npz":
-            truth_all = clip_file_truth(video, 0 if index is None else index)
-        if true_masks is not None:
-            truth_files = mask_files(true_masks)
-            truth_all = None  # the user's masks take precedence over a file's stored truth
-    if start < 0:
-        raise StaeError(f"--start must be >= 0, got {start}")
-    if labels is not None:
-        labels0 = read_label_png(labels)
-        labels_name = str(labels)
-    elif truth_all is not None:
-        if start >= len(truth_all):
-            raise StaeError(f"--start {start}: {source} has only {len(truth_all)} frames of true labels")
-        labels0 = truth_all[start]
-        labels_name = f"the true labels of frame {start}"
-    else:
-        raise StaeError(f"{source}: give the labels of frame {start} with --labels MASK.png")
-    if max_frames is not None:
-        frames = islice(frames, max_frames)
-
+    src = _sources(video, labels, index, true_masks, moving_mnist, mm_options, start)
+    frames = src.frames if max_frames is None else islice(src.frames, max_frames)
     fit, fitted = fitted_frames(model, frames, size)
     if fit is None:
-        raise StaeError(f"{source}: no frames")
-    if tuple(labels0.shape) != fit.source_hw:
-        raise StaeError(f"label map {labels_name} is {labels0.shape[1]}x{labels0.shape[0]} (WxH) but the frames of "
-                        f"{source} are {fit.source_hw[1]}x{fit.source_hw[0]}")
-
-    def truth_stream() -> Iterator[torch.Tensor]:
-        if truth_files is not None:
-            for f in truth_files:
-                lab = read_label_png(f)
-                if tuple(lab.shape) != fit.source_hw:
-                    raise StaeError(f"true mask {f} is {lab.shape[1]}x{lab.shape[0]} (WxH) but the frames of "
-                                    f"{source} are {fit.source_hw[1]}x{fit.source_hw[0]}")
-                yield fit.labels(lab)
-        else:
-            for lab in truth_all:  # type: ignore[union-attr]
-                yield fit.labels(lab)
-
-    has_truth = truth_files is not None or truth_all is not None
-    truth = truth_stream() if has_truth else None
-    if has_truth and max_frames is not None:
+        raise StaeError(f"{src.source}: no frames")
+    if tuple(src.labels0.shape) != fit.source_hw:
+        raise StaeError(f"label map {src.labels_name} is {src.labels0.shape[1]}x{src.labels0.shape[0]} (WxH) but "
+                        f"the frames of {src.source} are {fit.source_hw[1]}x{fit.source_hw[0]}")
+    truth = src.truth(fit) if src.has_truth else None
+    if truth is not None and max_frames is not None:
         truth = islice(truth, max_frames)
-    methods = METHODS if has_truth else ("stae",)
-    res = propagate(model, fitted, fit.labels(labels0), truth, methods, start=start)
+    methods = METHODS if src.has_truth else ("stae",)
+    res = propagate(model, fitted, fit.labels(src.labels0), truth, methods, start=start)
+    summary = _summary(res, src, fit, methods, start)
+    scale = max(1, -(-128 // fit.size[0])) if scale is None else scale
+    with outputs:
+        _write_outputs(outputs, res, methods if src.has_truth else None, start, scale, fps)
+        outputs.path("propagate.json").write_text(json.dumps(summary, indent=2) + "\n")
+        summary["written"] = [str(p) for p in outputs.commit()]
+    return summary
 
-    present = sorted(int(v) for v in torch.unique(res.labels["stae"][0]))
+
+def _summary(res, src: _Sources, fit, methods: Sequence[str], start: int) -> dict:
+    """``propagate.json``: what was propagated how, and the IoU of each method where there is truth."""
     summary: dict = {
-        "source": source,
-        "labels": labels_name,
+        "source": src.source,
+        "labels": src.labels_name,
         "labelled_frame": start,
         "frames": start + len(res.frames),
         "frame_fit": fit.describe(),
         "size_hw": list(fit.size),
-        "label_values": present,
+        "label_values": sorted(int(v) for v in torch.unique(res.labels["stae"][0])),
         "rule": ("labels_{t+1}(p) = labels_t(p + T_t(p)), T_t the backward flow upsampled to image resolution; "
                  "bilinear vote of one-hot maps, then argmax; sources outside the frame -> 0"),
         "iou_definition": ("stae.metrics.iou: region IoU (Jaccard) averaged over labels other than 0, frames "
                            "labelled_frame+1..N-1"),
     }
-    if has_truth:
+    if src.has_truth:
         def num(v: float) -> Optional[float]:  # JSON has no NaN: null where IoU is undefined
             return float(v) if np.isfinite(v) else None
 
         summary["mean_iou"] = {m: num(res.mean_iou(m)) for m in methods}
         summary["per_frame"] = [{"t": start + t, **{m: num(res.iou[m][t]) for m in methods}}
                                 for t in range(len(res.frames))]
+    return summary
 
+
+def _write_outputs(outputs, res, methods: Optional[Sequence[str]], start: int, scale: int, fps: float) -> None:
+    """Label PNGs, overlays and their GIF; with truth (``methods``), the comparison GIF."""
     from stae.viz import grid_image, save_png, write_gif
 
-    h = fit.size[0]
-    scale = max(1, -(-128 // h)) if scale is None else scale
-    with outputs:
-        overlays = []
-        for t, (frame, lab) in enumerate(zip(res.frames, res.labels["stae"]), start):
-            write_label_png(outputs.path(f"labels/labels_{t:05d}.png"), lab)
-            ov = overlay(frame, lab)
-            save_png(ov, outputs.path(f"overlays/overlay_{t:05d}.png"))
-            overlays.append(grid_image([[ov]], col_labels=[f"t={t}"], scale=scale))
-        write_gif(overlays, outputs.path("overlay.gif"), fps=fps)
-        if has_truth:
-            names = {"stae": "stae", "dis": "DIS flow", "copy_first": "copy first"}
-            panels = []
-            for t, frame in enumerate(res.frames):
-                cells = [overlay(frame, res.truth[t])] + [overlay(frame, res.labels[m][t]) for m in methods]
-                cols = [f"truth t={start + t}"] + [f"{names[m]} {res.iou[m][t]:.2f}" if t else names[m] for m in methods]
-                panels.append(grid_image([cells], col_labels=cols, scale=scale))
-            write_gif(panels, outputs.path("compare.gif"), fps=fps)
-        outputs.path("propagate.json").write_text(json.dumps(summary, indent=2) + "\n")
-        summary["written"] = [str(p) for p in outputs.commit()]
-    return summary
+    overlays = []
+    for t, (frame, lab) in enumerate(zip(res.frames, res.labels["stae"]), start):
+        write_label_png(outputs.path(f"labels/labels_{t:05d}.png"), lab)
+        ov = overlay(frame, lab)
+        save_png(ov, outputs.path(f"overlays/overlay_{t:05d}.png"))
+        overlays.append(grid_image([[ov]], col_labels=[f"t={t}"], scale=scale))
+    write_gif(overlays, outputs.path("overlay.gif"), fps=fps)
+    if methods is None:
+        return
+    names = {"stae": "stae", "dis": "DIS flow", "copy_first": "copy first"}
+    panels = []
+    for t, frame in enumerate(res.frames):
+        cells = [overlay(frame, res.truth[t])] + [overlay(frame, res.labels[m][t]) for m in methods]
+        cols = [f"truth t={start + t}"] + [f"{names[m]} {res.iou[m][t]:.2f}" if t else names[m] for m in methods]
+        panels.append(grid_image([cells], col_labels=cols, scale=scale))
+    write_gif(panels, outputs.path("compare.gif"), fps=fps)

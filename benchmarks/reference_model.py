@@ -7,18 +7,20 @@ authors' Lua/Torch code computes it (REFERENCE.md), in fp32, one sequence per st
   code's per-step sequencer), not batched over time.
 
 Built from a :class:`stae.model.SpatioTemporalAutoencoder` so that it computes the same
-function with the same parameters (``tests/test_perf_reference.py`` pins this); E, Theta,
+function with the same parameters (``python benchmarks/reference_model.py`` checks it in
+float64; tests/test_fast_paths_exact.py runs that check); E, Theta,
 GG+S and D are the model's own modules, only the memory cell and the loop differ.
 """
 
 from __future__ import annotations
 
-import copy
+import sys
 
 import torch
 from torch import nn
 
-from stae.model.autoencoder import StaeOutput
+from stae.model.autoencoder import SpatioTemporalAutoencoder, StaeOutput, build_model
+from stae.model.config import DIRECT
 from stae.model.warp import warp
 
 GATES = ("i", "f", "g", "o")  # order of the fused convolution's output channels
@@ -67,9 +69,11 @@ class ReferenceModel(nn.Module):
         super().__init__()
         if model.config.memory != "conv":
             raise ValueError("the reference implementation is the ConvLSTM model")
-        model = copy.deepcopy(model)
-        self.encoder, self.flow, self.decoder = model.encoder, model.flow, model.decoder
-        self.flow.fft = False
+        direct = SpatioTemporalAutoencoder(model.config.replace(**DIRECT))  # the plain layers
+        direct.load_state_dict(model.state_dict())
+        direct.to(next(model.parameters()).dtype)
+        self.encoder, self.flow, self.decoder = direct.encoder, direct.flow, direct.decoder
+        model = direct
         self.cells = nn.ModuleList(ReferenceConvLSTMCell.from_fused(c) for c in model.memory.layers)
         self.output = model.config.output
 
@@ -88,3 +92,26 @@ class ReferenceModel(nn.Module):
         lg = torch.stack(logits, 1)
         frames = torch.sigmoid(lg) if self.output == "sigmoid" else lg
         return StaeOutput(frames, torch.stack(flows, 1), lg)
+
+
+@torch.no_grad()
+def check() -> float:
+    """Largest relative difference between the reference and stae's vanilla model on a random
+    float64 clip (same weights): the reference computes the same function."""
+    torch.manual_seed(0)
+    base = build_model("conv-1enc-1lstm").double()
+    ref = ReferenceModel(base)
+    n_ref, n_base = (sum(p.numel() for p in m.parameters()) for m in (ref, base))
+    if n_ref != n_base or n_base != 703_651:
+        raise SystemExit(f"parameter counts differ: reference {n_ref}, stae {n_base} (paper 703,651)")
+    clip = torch.rand(2, 4, 1, 16, 16, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    worst = 0.0
+    for a, b in zip(ref(clip), base(clip)):
+        worst = max(worst, float((a - b).abs().max() / b.abs().max().clamp_min(1e-30)))
+    return worst
+
+
+if __name__ == "__main__":
+    rel = check()
+    print(f"reference == stae: largest relative difference {rel:.2e} (703,651 parameters each)")
+    sys.exit(0 if rel < 1e-12 else 1)

@@ -8,7 +8,7 @@ from stae.weights import load_model, resolve_checkpoint, save_model
 from stae.cli import main
 from stae.errors import StaeError
 from stae.model import build_model
-from tests.conftest import tiny_config
+from tests.helpers import tiny_config
 
 
 def test_round_trip_restores_config_and_outputs(tmp_path):

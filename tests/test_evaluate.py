@@ -13,7 +13,7 @@ from stae.cli import main
 from stae.errors import StaeError
 from stae.evaluate import evaluate, format_table
 from stae.model import build_model
-from tests.test_train_config import TINY_MODEL, write_tiny_clips
+from tests.helpers import TINY_MODEL, write_tiny_clips
 
 
 def tiny_model(**kw):

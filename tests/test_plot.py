@@ -67,7 +67,7 @@ def test_bad_runs_exit_2(tmp_path, capsys):
 def test_plot_a_real_training_run(tmp_path):
     """The metrics.jsonl that stae train writes (train and validation records) plots as is."""
     from stae.training import resolve, train
-    from tests.test_train_config import tiny_raw, write_tiny_clips
+    from tests.helpers import tiny_raw, write_tiny_clips
 
     data = write_tiny_clips(tmp_path / "clips.npy")
     run = tmp_path / "run"

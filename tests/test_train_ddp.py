@@ -15,7 +15,7 @@ from stae.weights import load_model
 from stae.training import resolve, train
 from stae.training.batches import DataOrder
 from stae.training.run_dir import read_metrics
-from tests.test_train_config import tiny_raw, write_tiny_clips
+from tests.helpers import tiny_raw, write_tiny_clips
 
 
 def _free_port() -> int:

@@ -7,7 +7,7 @@ from stae.model import build_model
 from stae.model.flow import huber_smoothness
 from stae.training.run_config import load_config
 from stae.training.loop import clip_loss, loss_weights
-from tests.conftest import tiny_config
+from tests.helpers import tiny_config
 
 
 @pytest.mark.parametrize("loss,binary,terms", [

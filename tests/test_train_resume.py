@@ -23,7 +23,7 @@ from stae.training import TrainingDiverged, load_run_config, resolve, train
 from stae.training import run_dir as ck
 from stae.training import loop
 from stae.training.run_dir import read_metrics
-from tests.test_train_config import tiny_raw, write_tiny_clips
+from tests.helpers import tiny_raw, write_tiny_clips
 
 
 @pytest.fixture()

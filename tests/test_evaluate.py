@@ -51,6 +51,7 @@ def moving_square(n=3, t=6, size=16, dx=1, binary=True):
 
 
 def test_static_clip_copy_last_is_exact():
+    pytest.importorskip("cv2")  # the DIS baseline (stae[baselines])
     ds = ListDataset([{"clip": torch.rand(1, 1, 16, 16).expand(6, 1, 16, 16).clone()} for _ in range(2)])
     rep = evaluate(tiny_model(), ds, context=4, baselines=("copy_last", "dis"))
     cl = rep["results"]["copy_last"]
@@ -83,7 +84,7 @@ def test_moving_square_metrics_and_epe():
 
 
 def test_dis_baseline_on_moving_square():
-    pytest.importorskip("cv2")
+    pytest.importorskip("cv2")  # the DIS baseline (stae[baselines])
     ds = moving_square(n=2, size=32, dx=2, binary=False)
     rep = evaluate(tiny_model(), ds, context=4, baselines=("copy_last", "dis"))
     res = rep["results"]
@@ -92,6 +93,7 @@ def test_dis_baseline_on_moving_square():
 
 
 def test_rollout_mode():
+    pytest.importorskip("cv2")  # the DIS baseline (stae[baselines])
     ds = ListDataset([{"clip": torch.rand(1, 1, 16, 16).expand(8, 1, 16, 16).clone()} for _ in range(3)])
     rep = evaluate(tiny_model(), ds, context=4, mode="rollout", horizon=3, batch_size=2, baselines=("copy_last", "dis"))
     assert rep["protocol"]["predicted_frames"] == 9 and rep["protocol"]["horizon"] == 3
@@ -101,6 +103,7 @@ def test_rollout_mode():
 
 
 def test_cli_writes_json_and_table(tmp_path, capsys):
+    pytest.importorskip("cv2")  # the DIS baseline (stae[baselines])
     data = write_tiny_clips(tmp_path / "clips.npy", n=5)
     ckpt = save_model(tmp_path / "m.safetensors", tiny_model())
     out = tmp_path / "e.json"

@@ -127,6 +127,7 @@ def video(tmp_path):
 
 
 def test_cli_video_with_true_masks(video, tmp_path):
+    pytest.importorskip("cv2")  # the DIS baseline (stae[baselines])
     ckpt, folder, labels, masks = video
     out = tmp_path / "out"
     assert main(["propagate", str(ckpt), str(folder), "--labels", str(labels), "--true-masks", str(masks),
@@ -146,6 +147,7 @@ def test_cli_video_with_true_masks(video, tmp_path):
 
 
 def test_cli_moving_mnist_reports_three_methods(tmp_path):
+    pytest.importorskip("cv2")  # the DIS baseline (stae[baselines])
     ckpt = save_model(tmp_path / "zero.safetensors", constant_flow_model(0.0, 0.0))
     out = tmp_path / "mm"
     assert main(["propagate", str(ckpt), "--moving-mnist", "3", "--image-size", "32", "--frames", "4",
@@ -167,6 +169,7 @@ def test_label_size_mismatch_names_both_sizes(video, tmp_path, capsys):
 
 
 def test_bad_truth_and_options_exit_2(video, tmp_path, capsys):
+    pytest.importorskip("cv2")  # the DIS baseline (stae[baselines])
     ckpt, folder, labels, masks = video
     (masks / "m4.png").unlink()  # 4 masks for 5 frames
     out = tmp_path / "o"
@@ -193,6 +196,7 @@ def test_existing_outputs_refused(video, tmp_path, capsys):
 
 
 def test_clip_file_with_truth_supplies_labels_and_truth(tmp_path):
+    pytest.importorskip("cv2")  # the DIS baseline (stae[baselines])
     from stae.data.files import save_moving_mnist
 
     npz = save_moving_mnist(tmp_path / "mm.npz", num_sequences=2, split="test", truth=True, num_frames=4, size=32)
@@ -232,6 +236,7 @@ def test_start_warms_the_memory_then_labels_that_frame():
 
 
 def test_cli_start_labels_a_later_frame(tmp_path, capsys):
+    pytest.importorskip("cv2")  # the DIS baseline (stae[baselines])
     ckpt = save_model(tmp_path / "zero.safetensors", constant_flow_model(0.0, 0.0))
     out = tmp_path / "mm"
     assert main(["propagate", str(ckpt), "--moving-mnist", "3", "--image-size", "32", "--frames", "6",

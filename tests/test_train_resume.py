@@ -213,6 +213,7 @@ def test_sigkill_then_resume_matches_uninterrupted(tmp_path, data):
 
 
 def test_tensorboard_and_metrics_log(tmp_path, data):
+    pytest.importorskip("tensorboard")  # the tensorboard extra
     cfg = resolve(tiny_raw(data, train={"max_steps": 4}, log={"tensorboard": True, "image_every": 2}))
     run = tmp_path / "r"
     train(cfg, run)
@@ -267,3 +268,11 @@ def test_flow_warmup_holds_theta_then_releases_it(tmp_path, data):
     assert not torch.equal(m2.decoder.net[-1].weight, m1.decoder.net[-1].weight)  # the rest trains
     released, _ = theta("d", 2, 3)
     assert not torch.equal(released, held2)  # and learns from update 3 on
+
+
+def test_without_tensorboard_training_says_so_once(tmp_path, data, monkeypatch, capsys):
+    monkeypatch.setattr("stae.training.run_log._summary_writer", lambda *args: None)  # as if not installed
+    train(resolve(tiny_raw(data, train={"max_steps": 2}, log={"tensorboard": True})), tmp_path / "r")
+    assert capsys.readouterr().out.count("TensorBoard logging is off") == 1
+    assert [r["step"] for r in read_metrics(tmp_path / "r") if r.get("kind") == "train"] == [1, 2]
+    assert not (tmp_path / "r" / "tb").exists()

@@ -29,6 +29,27 @@ def test_defaults_and_recipe_layering(tmp_path):
     assert cfg.train.lr == 3e-4 and cfg.train.batch_size == 2 and cfg.train.optimizer == "rmsprop"
 
 
+def test_dataclass_defaults_are_what_runs():
+    """TrainConfig() and DataConfig() hold the fast recipe, the one a config without a recipe runs."""
+    from stae.training.run_config import DataConfig, TrainConfig
+    from stae.training.recipes import RECIPES
+
+    cfg = load_config(None, [])
+    assert cfg.train == TrainConfig() and cfg.data == DataConfig() and RECIPES["fast"] == {}
+    assert (TrainConfig().optimizer, TrainConfig().schedule, DataConfig().val_sequences) == ("adamw", "onecycle", 500)
+    assert load_config(None, ["train.recipe=paper"]).data.val_sequences == 3_000  # Sec. 4.1
+
+
+def test_old_key_checkpoint_time_is_read_with_a_deprecation_line(tmp_path):
+    f = tmp_path / "old.yaml"
+    f.write_text("model:\n  checkpoint_time: true\n")
+    with pytest.warns(FutureWarning, match="model.checkpoint_time is now model.recompute_steps"):
+        cfg = load_config(f, [])
+    assert cfg.model.recompute_steps and "checkpoint_time" not in cfg.to_yaml()
+    with pytest.raises(StaeError, match="same option"):
+        load_config(f, ["model.recompute_steps=false"])
+
+
 def test_toml_and_model_preset(tmp_path):
     f = tmp_path / "c.toml"
     f.write_text('[model]\npreset = "conv-2enc-1lstm"\nreleased_code = true\n[train]\nlr = 0.002\n')

@@ -134,7 +134,7 @@ class ModelConfig:
         return dataclasses.replace(self, **changes).validate()
 
 
-# Table 2 variants. Counts for the conv-* rows reproduce the paper exactly (REFERENCE.md);
+# Table 2 variants. Counts for the conv-* rows reproduce the paper exactly (docs/model.md);
 # the deeper conv variants have no 1x1 conv in Theta but keep the two scale scalars.
 _PRESETS: dict[str, ModelConfig] = {
     "conv-1enc-1lstm": ModelConfig(),
@@ -179,7 +179,7 @@ def upgrade_keys(d: dict[str, Any], section: str = "model", warn: bool = False) 
                               f"release", FutureWarning, stacklevel=3)
     return out
 
-# The authors' released Lua code differs from the paper here (REFERENCE.md); apply with
+# The authors' released Lua code differs from the paper here (docs/model.md); apply with
 # ``cfg.replace(**RELEASED_CODE)``. Off by default: the paper is the specification.
 # The clamp: +-0.5 in normalised units on a 32-pixel grid = 0.5 * (32 - 1) / 2 pixels.
 RELEASED_CODE: dict[str, Any] = {"forget_bias": 0.0, "flow_clamp": 7.75}

@@ -1,7 +1,7 @@
 """Grid generator GG and bilinear sampler S (paper Sec. 3.2.3, eq. 4): the one place that
 calls ``grid_sample`` and owns the flow conventions.
 
-Conventions (DESIGN.md):
+Conventions (docs/architecture.md):
 
 * A flow is ``(B, 2, h, w)`` in pixels of the grid it lives on; channel 0 is x (width),
   channel 1 is y (height).

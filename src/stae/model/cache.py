@@ -10,9 +10,9 @@ Two kinds of values are worth keeping between calls:
   the version) invalidates it.
 
 Neither fills while a graph is being traced or compiled (TorchScript, ONNX, ``torch.compile``):
-a cached tensor would be a traced or fake one and poison later eager calls. Measured on the
-vanilla model streaming 64x64 frames, recomputing the spectra every frame instead costs about
-twice the time per frame (docs/performance.md), so the caches stay.
+a cached tensor would be a traced or fake one and poison later eager calls. What keeping the
+spectra saves while streaming is measured by ``benchmarks/bench_caches.py``
+(benchmarks/results/caches.json).
 """
 
 from __future__ import annotations

@@ -44,10 +44,12 @@ affine map per frame, back to front:
   ``frame[t+1](p) ~ frame[t](p + flow[t](p))`` = :func:`stae.model.warp.warp` (align_corners,
   pixel units). Exact, affine, also where the source is outside the frame or hidden.
 * ``occlusion`` bool (T-1, H, W), on frame t+1: True where p's source ``p + flow[t](p)`` lies
-  outside frame t, or where any pixel of frame t that bilinear interpolation at the source
-  reads belongs to another layer (the point was hidden behind, or is next to, another layer:
-  revealed background, a layer edge, content entering the frame). On the other pixels the
-  warp reproduces frame t+1 up to interpolation (and quantisation) error.
+  outside frame t, or where any of the (up to four) pixels of frame t that bilinear
+  interpolation at the source reads with a weight above 1e-4 belongs to another layer (the
+  point was hidden behind, or is next to, another layer: revealed background, a layer edge,
+  content entering the frame). On the other pixels the warp reproduces frame t+1 up to
+  interpolation (and 8-bit quantisation) error: the frames are the photographs sampled at
+  pixel centres, and the warp interpolates those samples instead of the photograph.
 
 **Determinism.** Sequence ``i`` of seed ``s`` draws from ``numpy.random.default_rng([s, i])``
 alone, in a fixed order for given ``layers`` and photo pool: the layer count
@@ -94,7 +96,9 @@ PHOTO_SIDE = 256  # shorter side of every photograph at pyramid level 0, in pixe
 LEVELS = 3  # pyramid levels: 256, 128, 64 px (shorter side)
 IMAGE_EXTS = (".png", ".jpg", ".jpeg")
 _DRAWS = 16  # uniforms per layer slot (the documented draw order)
-_EPS = 1e-6  # sub-pixel offsets below this count as on the pixel (occlusion test)
+# Sub-pixel offsets below this count as on the pixel in the occlusion test (float32 source
+# positions; a bilinear tap of weight < 1e-4 changes a [0, 1] value by < 1e-4).
+_EPS = 1e-4
 
 
 # ---------------------------------------------------------------------------------------------
@@ -522,53 +526,54 @@ def render(scene: Scene, pool: PhotoPool, hw: tuple[int, int], noise: float = 0.
 # Ground truth from the owner map and the layers' maps
 
 
-def layer_masks(owner: np.ndarray, num_layers: int) -> np.ndarray:
+def layer_masks(owner: np.ndarray, num_layers: int, out: np.ndarray | None = None) -> np.ndarray:
     """owner uint8 (..., H, W) -> masks bool (..., L, H, W), masks[l] = (owner == l)."""
     ls = np.arange(num_layers, dtype=owner.dtype).reshape(num_layers, 1, 1)
-    return np.equal(owner[..., None, :, :], ls)
+    return np.equal(owner[..., None, :, :], ls, out=out)
 
 
 def layer_flow(owner: np.ndarray, to_object: np.ndarray) -> np.ndarray:
     """The backward flow float32 (T-1, 2, H, W) in pixels (module docstring) from owner
     (T, H, W) and the canvas -> object maps (T, L, 3, 3)."""
     step = np.linalg.inv(to_object[:-1]) @ to_object[1:]  # (T-1, L, 3, 3): p in t+1 -> p in t
-    step[..., 0, 0] -= 1.0  # minus the identity: the map's displacement, computed directly
+    step[..., 0, 0] -= 1.0  # minus the identity: the displacement, without cancellation
     step[..., 1, 1] -= 1.0
-    m = _pixel_maps(step, owner[1:], np.float64)
-    xs, ys = _pixel_grid(*owner.shape[1:])
+    m = _pixel_maps(step, owner[1:], np.float32)
+    xs, ys = _pixel_grid(*owner.shape[1:], dtype=np.float32)
     flow = np.empty((owner.shape[0] - 1, 2) + owner.shape[1:], np.float32)
-    flow[:, 0] = m[0] * xs + m[1] * ys + m[2]
-    flow[:, 1] = m[3] * xs + m[4] * ys + m[5]
+    np.add(m[0] * xs + m[1] * ys, m[2], out=flow[:, 0])
+    np.add(m[3] * xs + m[4] * ys, m[5], out=flow[:, 1])
     return flow
 
 
 def _taps(src: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """The two pixel indices bilinear interpolation reads along one axis (equal on a pixel)."""
-    near = np.rint(src)
-    on = np.abs(src - near) < _EPS
-    lo = np.where(on, near, np.floor(src))
-    hi = np.where(on, near, lo + 1)
-    return np.clip(lo, 0, n - 1).astype(np.int64), np.clip(hi, 0, n - 1).astype(np.int64)
+    """The two pixel indices bilinear interpolation reads along one axis: floor and floor + 1,
+    or the pixel itself (twice) when ``src`` is within _EPS of it."""
+    lo = np.floor(src + _EPS)
+    frac = src - lo
+    hi = lo + (frac > _EPS)
+    return np.clip(lo, 0, n - 1).astype(np.intp), np.clip(hi, 0, n - 1).astype(np.intp)
 
 
 def occlusion_mask(owner: np.ndarray, flow: np.ndarray) -> np.ndarray:
     """bool (T-1, H, W) on frame t+1: its source in frame t is outside the frame or (any of
-    its bilinear taps) owned by another layer. ``flow`` in float64 or float32 pixels."""
+    its bilinear taps) owned by another layer; ``flow`` float32 (T-1, 2, H, W) in pixels."""
     t1, h, w = owner.shape[0] - 1, owner.shape[1], owner.shape[2]
-    xs, ys = _pixel_grid(h, w)
-    sx = xs + flow[:, 0].astype(np.float64)
-    sy = ys + flow[:, 1].astype(np.float64)
+    xs, ys = _pixel_grid(h, w, dtype=np.float32)
+    sx = xs + flow[:, 0]
+    sy = ys + flow[:, 1]
     out = (sx < -_EPS) | (sx > w - 1 + _EPS) | (sy < -_EPS) | (sy > h - 1 + _EPS)
     x0, x1 = _taps(sx, w)
     y0, y1 = _taps(sy, h)
-    prev = owner[:-1]
-    t_idx = np.arange(t1)[:, None, None]
+    prev = owner[:-1].reshape(-1)
     mine = owner[1:]
-    hidden = np.zeros_like(out)
+    base = (np.arange(t1, dtype=np.intp) * (h * w))[:, None, None]
+    y0 = y0 * w + base
+    y1 = y1 * w + base
     for yy in (y0, y1):
         for xx in (x0, x1):
-            hidden |= prev[t_idx, yy, xx] != mine
-    return out | hidden
+            out |= np.take(prev, yy + xx) != mine
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -607,7 +612,7 @@ def generate(seed: int, indices, split: str = "train", photos=None, with_truth: 
         out["frames"][j], out["owner"][j] = render(scene, pool, (h, w), o.noise, noise_rng)
         out["to_object"][j], out["photo_ids"][j] = scene.to_object, scene.photo
         if with_truth:
-            out["masks"][j] = layer_masks(out["owner"][j], big_l)
+            layer_masks(out["owner"][j], big_l, out=out["masks"][j])
             out["flow"][j] = layer_flow(out["owner"][j], scene.to_object)
             out["occlusion"][j] = occlusion_mask(out["owner"][j], out["flow"][j])
     return out

@@ -255,9 +255,11 @@ def load_photo_pool(paths: tuple[str, ...], channels: int) -> PhotoPool:
     sizes = np.array([a.shape[0] * a.shape[1] for a in arrays], np.int64)
     offset = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
     pixels = np.concatenate([a.reshape(-1, channels) for a in arrays])
-    pixels.setflags(write=False)
-    return PhotoPool(pixels, offset, np.array([a.shape[1] for a in arrays], np.int64),
+    pool = PhotoPool(pixels, offset, np.array([a.shape[1] for a in arrays], np.int64),
                      np.array([a.shape[0] for a in arrays], np.int64), tuple(Path(p).stem for p in paths))
+    for a in pool[:4]:
+        a.setflags(write=False)  # shared by every caller of the cache
+    return pool
 
 
 # ---------------------------------------------------------------------------------------------
@@ -342,6 +344,8 @@ def _foreground(u: np.ndarray, harm: np.ndarray, o: TextureOptions, pool: PhotoP
     to_object = _affine(inv_lin, -(inv_lin @ centre[:, :, None])[..., 0])
     extent = shape["extent"]  # the shape lies within this radius of the object origin
     s0 = o.scale[0] + (o.scale[1] - o.scale[0]) * u[11]
+    # Densest sampling s0 / sigma (photo px per canvas px) when the layer is smallest; the
+    # photo disc needed is s0 * extent photo px whatever the layer's own zoom.
     level, k = _level(pool, photo, float(s0 / sigma.min()), extent * float(sigma.min()))
     s = s0 * k / 2 ** level
     e = photo * LEVELS + level
@@ -358,8 +362,9 @@ class Scene(NamedTuple):
     ``to_object`` float64 (T, L, 3, 3): canvas pixel (x, y, 1) -> the layer's own coordinates
     (for the background these are its photo's pixel coordinates); ``to_photo`` (L, 3, 3): layer
     coordinates -> photo pixels at the layer's pyramid level; ``entry`` int64 (L,): photo
-    ``j * LEVELS + level`` in the pool, -1 for absent layers; ``shapes``: per foreground slot a
-    dict (None for the background and absent slots); ``gain`` float64 (T,).
+    ``j * LEVELS + level`` in the pool, -1 for absent layers; ``photo`` int64 (L,): ``j``, -1
+    for absent layers; ``shapes``: per foreground slot a dict (None for the background and
+    absent slots; see :func:`inside_shape`); ``gain`` float64 (T,): the brightness factors.
     """
 
     to_object: np.ndarray
@@ -406,7 +411,13 @@ def _pixel_grid(h: int, w: int, dtype=np.float64) -> tuple[np.ndarray, np.ndarra
 
 
 def inside_shape(ux: np.ndarray, uy: np.ndarray, shape: dict) -> np.ndarray:
-    """Whether object coordinates (ux, uy) lie inside a foreground shape (hard edge)."""
+    """Whether object coordinates (ux, uy) lie inside a foreground shape (hard edge).
+
+    ``shape``: ``kind`` 0 ellipse, 1 blob, 2 polygon; ``a``, ``b`` semi-axes in object units
+    (canvas px at the layer's starting size); ``sides`` and ``phase`` of the polygon (regular,
+    circumradius 1 before the (a, b) stretch); ``amp`` and ``harm_phase`` (3,) of the blob's
+    harmonics 2-4; ``extent`` the radius that contains the shape.
+    """
     vx, vy = ux * np.float32(1 / shape["a"]), uy * np.float32(1 / shape["b"])
     if shape["kind"] == 2:  # regular polygon with circumradius 1: all half-planes
         n = shape["sides"]

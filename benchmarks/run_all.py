@@ -5,7 +5,7 @@ with the targets of docs/performance.md and write benchmarks/results/summary.{js
 
 (``make bench`` runs this.) Per-benchmark JSON files land in benchmarks/results/. Figures are
 medians over repeats; the machine's load average before and after each benchmark is recorded,
-because the machine may be shared. ``bench_data.py`` (data-layer throughput) is run too.
+because the machine may be shared. ``bench_data.py`` and ``bench_textures.py`` (data-layer throughput) are run too.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ BENCHES: dict[str, tuple[str, list[str], list[str]]] = {
     "memory": ("bench_memory.py", [], []),
     "bf16": ("bench_bf16.py", ["--steps", "300"], ["--steps", "30", "--eval-every", "10"]),
     "data": ("bench_data.py", [], ["--num", "200"]),
+    "textures": ("bench_textures.py", [], ["--num", "100"]),
 }
 
 
@@ -107,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
             if name in args.skip:
                 continue
             cmd = [sys.executable, str(HERE / script)] + (quick if args.quick else normal)
-            if args.threads and name != "data":
+            if args.threads and name not in ("data", "textures"):
                 cmd += ["--threads", str(args.threads)]
             before = list(__import__("os").getloadavg())
             t0 = time.perf_counter()

@@ -17,7 +17,7 @@ from stae.errors import StaeError
 from stae.flowio import read_flo
 from stae.model import build_model
 from stae.model.warp import backward_to_forward, upsample_flow
-from stae.data.frames import FrameFit, fit_for_model, to_channels
+from stae.data.frames import LUMA, FrameFit, fit_for_model, to_channels
 from stae.predict import predict_stream, resolve_steps
 
 TINY = dict(encoder_channels=(4,), memory_channels=(4,), flow_kernel=3, spatial_kernel=3, memory_kernel=3)
@@ -110,7 +110,7 @@ def test_fit_crops_to_stride_and_converts_channels():
     assert fit.crop == (0, 0, 16, 20) and fit.size == (16, 20)
     frame = torch.rand(3, 17, 21)
     out = fit.frame(frame)
-    gray = 0.299 * frame[0] + 0.587 * frame[1] + 0.114 * frame[2]
+    gray = sum(w * c for w, c in zip(LUMA, frame))
     torch.testing.assert_close(out[0], gray[:16, :20])
     assert to_channels(torch.rand(1, 4, 4), 3).shape == (3, 4, 4)
     # --size: centre crop to the aspect ratio, then resize.

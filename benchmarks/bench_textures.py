@@ -17,13 +17,14 @@ import os
 for _v in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
     os.environ.setdefault(_v, "1")
 
-import platform  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+
+from stae.machine import describe  # noqa: E402
 
 
 def best_of(fn, repeats: int = 3) -> float:
@@ -95,8 +96,7 @@ def main() -> int:
     for name, value, unit in rows:
         print(f"{name:<{width}}  {value:>10.2f}  {unit}")
     result = {
-        "machine": {"cpus": os.cpu_count(), "threads": 1, "gpu": torch.cuda.is_available(), "python": platform.python_version(),
-                    "numpy": np.__version__, "torch": torch.__version__, "load_average": list(os.getloadavg())},
+        "machine": {**describe(), "numpy": np.__version__},
         "num_sequences": args.num,
         "batch": args.batch,
         "results": [{"name": name, "value": round(value, 2), "unit": unit} for name, value, unit in rows],

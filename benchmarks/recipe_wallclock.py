@@ -25,14 +25,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
+
+from stae.side_by_side import Job, run_side_by_side, stae_train_command
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "configs" / "fast.yaml"
@@ -44,20 +44,14 @@ COMMON = ["train.threads=1", "data.val_sequences=96", "checkpoint.val_batches=0"
           "log.every_steps=5", "checkpoint.keep_last=1"]
 
 
-def run_side_by_side(jobs: dict[str, list[str]], runs: Path, config: Path = CONFIG) -> None:
-    """Train every job at once (``stae train CONFIG --set ...``), one process each."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    procs = {}
-    for name, sets in jobs.items():
-        cmd = [sys.executable, "-m", "stae", "train", str(config), "--out", str(runs / name)]
-        for s in COMMON + sets:
-            cmd += ["--set", s]
-        log = open(runs / f"{name}.log", "w")
-        procs[name] = (subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT), log)
-    for name, (p, log) in procs.items():
-        if p.wait() != 0:
-            raise SystemExit(f"recipe_wallclock: run {name} failed, see {runs / name}.log")
-        log.close()
+def train_at_once(jobs: dict[str, list[str]], runs: Path, config: Path = CONFIG) -> None:
+    """Train every job at once (``stae train CONFIG --set ...``), one process and one thread each."""
+    procs = [Job(name, stae_train_command(config, COMMON + sets, runs / name), runs / f"{name}.log", threads=1)
+             for name, sets in jobs.items()]
+    codes = run_side_by_side(procs, lanes=len(procs), cwd=ROOT)
+    failed = [name for name, code in codes.items() if code != 0]
+    if failed:
+        raise SystemExit(f"recipe_wallclock: run(s) {', '.join(failed)} failed, see their logs in {runs}")
 
 
 def records(run: Path, kind: str) -> list[dict]:
@@ -86,7 +80,7 @@ def main() -> None:
             [] if args.warmup_sequences is None else [f"train.flow_warmup_steps={args.warmup_sequences // batch}"])
     cal = runs / "calibrate"
     cal.mkdir(exist_ok=True)
-    run_side_by_side({n: s + [f"train.max_steps={max(4, 96 // CANDIDATES[n][0])}", "checkpoint.every_steps=100000"]
+    train_at_once({n: s + [f"train.max_steps={max(4, 96 // CANDIDATES[n][0])}", "checkpoint.every_steps=100000"]
                       for n, s in candidates.items()}, cal, config)
     rate = {}
     for name in CANDIDATES:
@@ -101,10 +95,11 @@ def main() -> None:
         jobs[name] = sets + [f"train.max_steps={steps}", f"train.max_minutes={args.minutes * 1.1:.2f}",
                              f"checkpoint.every_steps={max(1, steps // 8)}"]
     t0 = time.time()
-    run_side_by_side(jobs, runs, config)
+    train_at_once(jobs, runs, config)
     wall = time.time() - t0
 
-    from stae.checkpoint import load_model
+    from stae.machine import describe
+    from stae.weights import load_model
     from stae.data.moving_mnist import default_dataset
     from stae.evaluate import evaluate
 
@@ -117,8 +112,7 @@ def main() -> None:
            "config": str(config.relative_to(ROOT)) if config.is_relative_to(ROOT) else str(config),
            "binary": binary, "warmup_sequences": args.warmup_sequences, "common": COMMON, "minutes_budget": args.minutes,
            "calibration_seq_per_s": rate, "wall_seconds": round(wall, 1), "loadavg_start": load_start,
-           "loadavg_end": os.getloadavg(), "machine": {"cpu_count": os.cpu_count(), "processor": platform.processor(),
-                                                       "torch": torch.__version__},
+           "loadavg_end": os.getloadavg(), "machine": describe(),
            "command": " ".join(["python", *sys.argv]), "candidates": {}}
     for name in CANDIDATES:
         res = json.loads((runs / name / "result.json").read_text())

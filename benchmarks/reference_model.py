@@ -1,5 +1,5 @@
 """The reference implementation the benchmarks compare against: the vanilla model as the
-authors' Lua/Torch code computes it (docs/model.md, "Where the released Lua code differs"), in fp32, one sequence per step.
+authors' released Lua/Torch code computes it, in fp32, one sequence per step.
 
 * ConvLSTM with eight separate gate convolutions: per gate one convolution on x_t with a
   bias and one on h_{t-1} without (i, f, o sigmoid; c~ tanh; no peepholes);

@@ -60,7 +60,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     import cv2
     import torch
 
-    from stae.checkpoint import atomic_write_bytes, load_model, resolve_checkpoint
+    from stae.weights import atomic_write_bytes, load_model, resolve_checkpoint
     from stae.data.files import save_moving_mnist
     from stae.errors import StaeError
     from stae.predict import predict_video

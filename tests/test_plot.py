@@ -8,7 +8,8 @@ import pytest
 from PIL import Image
 
 from stae.cli import main
-from stae.commands.plot import curve, run_curves, smooth
+from stae.commands.plot import curve, run_curves
+from stae.viz import smooth
 from stae.training.run_dir import read_metrics
 from stae.errors import StaeError
 

@@ -1,35 +1,39 @@
-"""scripts/reproduce.py, piece by piece (the whole --quick run trains six models: minutes, not
-seconds). Runs are faked: a tiny untrained model saved as a step checkpoint, a metrics.jsonl
-and a result.json, which is exactly what the stages read."""
+"""scripts/reproduce.py, run as a subprocess stage by stage (the whole --quick run trains six
+models: minutes, not seconds). Runs are faked: a tiny untrained model saved as a step
+checkpoint, a metrics.jsonl and a result.json, which is exactly what the stages read."""
 
-import importlib.util
 import json
 import math
+import os
+import shlex
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 import torch
 
-from stae.checkpoint import load_model, save_model
+from stae.weights import load_model, read_metadata, save_model
 from stae.model.autoencoder import SpatioTemporalAutoencoder
-from tests.conftest import tiny_config
+from stae.training.run_dir import RESULT_NAME
+from tests.helpers import tiny_config
 
 ROOT = Path(__file__).resolve().parents[1]
+SHIP_RUN = "t2-vanilla-flow"
 
 
-def _load(name):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[name] = mod
-    spec.loader.exec_module(mod)
-    return mod
+def reproduce(*args) -> subprocess.CompletedProcess:
+    """``python scripts/reproduce.py ARGS`` from the repository root, one thread."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, str(ROOT / "scripts" / "reproduce.py"), *map(str, args)], cwd=ROOT,
+                          env=env, capture_output=True, text=True, timeout=600)
 
 
-rp = _load("reproduce")
-
-TINY = rp.Budget(test_clips=2, rollout_clips=2, propagation_sequences=1, constant_train_sequences=2,
-                 figure_sequences=1, video_frames=12)
+def quick(tmp_path: Path, *args) -> subprocess.CompletedProcess:
+    """--quick without training, results in TMP/results and runs in TMP/runs; must succeed."""
+    r = reproduce("--quick", "--no-train", "--out", tmp_path / "results", "--runs", tmp_path / "runs", *args)
+    assert r.returncode == 0, r.stdout + r.stderr
+    return r
 
 
 def fake_run(runs: Path, name: str, output: str = "sigmoid", steps: int = 4) -> Path:
@@ -43,108 +47,78 @@ def fake_run(runs: Path, name: str, output: str = "sigmoid", steps: int = 4) -> 
     summary = {"preset": "conv-1enc-1lstm", "recipe": "fast", "optimizer": "adamw", "lr": 2e-3, "schedule": "onecycle",
                "batch_size": 2, "loss": "bce", "loss_steps": "all", "updates": steps, "sequences_seen": 2 * steps,
                "clip_frames": 11, "minutes": 0.1, "stopped": "done", "threads": 1, "max_minutes": 5.0}
-    (run / rp.RESULT_NAME).write_text(json.dumps(summary))
+    (run / RESULT_NAME).write_text(json.dumps(summary))
     return run
 
 
-def ctx_for(tmp_path: Path, train: bool = False) -> "rp.Ctx":
+def test_committed_report_is_rendered_again_byte_for_byte(tmp_path):
+    # Every stage's JSON exists: all are skipped, and the report comes out as committed.
     out = tmp_path / "results"
-    out.mkdir()
-    return rp.Ctx(out=out, runs=tmp_path / "runs", budget=TINY, quick=True, train=train,
-                  weights_dir=tmp_path / "weights", log=lambda m: None)
+    shutil.copytree(ROOT / "docs" / "results", out, ignore=shutil.ignore_patterns("*.png"))
+    r = reproduce("--no-train", "--out", out, "--runs", tmp_path / "runs")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.count("exists: skipped") == 8 and not (tmp_path / "runs").exists()
+    assert (tmp_path / "results.md").read_bytes() == (ROOT / "docs" / "results.md").read_bytes()
 
 
-def test_report_without_results_says_not_yet_run(tmp_path):
-    text = rp.render_report(tmp_path, quick=False)
-    for title in ("Table 2", "Table 3", "Flow quality", "Label propagation", "Fig. 5", "Fig. 7", "OpenSTL", "Shipped"):
-        assert title in text
-    assert text.count("\n\nnot yet run\n") == 8
-
-
-def test_missing_run_is_not_trained_with_no_train(tmp_path):
-    ctx = ctx_for(tmp_path)
-    assert rp.ensure_run(ctx, "t2-vanilla") is None
-    (ctx.runs / "t2-vanilla").mkdir(parents=True)  # in progress: no result.json
-    assert rp.ensure_run(ctx, "t2-vanilla") is None
-    fake_run(ctx.runs, "t2-conv-2enc-1lstm")
-    assert rp.ensure_run(ctx, "t2-conv-2enc-1lstm")["updates"] == 4
-
-
-def test_quick_runs_get_tiny_budgets(tmp_path):
-    ctx = ctx_for(tmp_path)
-    sets = rp.run_sets(ctx, "t2-vanilla")
-    assert sets[-len(rp.QUICK_SETS):] == rp.QUICK_SETS and "train.max_steps=2" in sets
-    ctx.quick = False
-    assert rp.run_sets(ctx, "t2-vanilla") == rp.RUNS["t2-vanilla"][1]
-
-
-def test_best_step_follows_the_lowest_validation_loss(tmp_path):
-    run = fake_run(tmp_path, "r")
-    assert rp.best_step(run) == 2
-
-
-def test_table2_with_one_run_measured_and_one_not(tmp_path):
-    ctx = ctx_for(tmp_path)
-    fake_run(ctx.runs, "t2-vanilla")
-    res = rp.stage_table2(ctx)
+def test_table2_with_one_run_measured_one_unfinished_one_missing(tmp_path):
+    runs = tmp_path / "runs"
+    fake_run(runs, "t2-vanilla")
+    (runs / "t2-conv-2enc-1lstm").mkdir()  # started elsewhere: no result.json
+    r = quick(tmp_path, "--stages", "table2")
+    assert f"t2-conv-2enc-1lstm: {runs / 't2-conv-2enc-1lstm'} has no {RESULT_NAME}" in r.stdout
+    assert f"run {SHIP_RUN}: not trained (--no-train)" in r.stdout
+    res = json.loads((tmp_path / "results" / "table2.json").read_text())
     v = res["models"]["conv-1enc-1lstm"]
     assert v["status"] == "measured" and v["paper_bce"] == 0.12827 and v["params"] > 0
-    assert 0 < v["bce"] < 20 and v["training"]["sequences_seen"] == 8
+    assert 0 < v["bce"] < 20 and v["training"]["sequences_seen"] == 8 and v["checkpoint_step"] == 2
     assert res["models"]["conv-2enc-1lstm"]["status"] == "not yet run"
     assert res["models"]["conv-1enc-1lstm, flow fixes"]["status"] == "not yet run"
     c = res["baselines"]["constant"]
     assert 0.01 < c["p"] < 0.5 and 0 < c["bce"] < math.log(2)  # sparse digits: well below a coin flip
     assert set(res["baselines"]) == {"constant", "copy_last", "dis"}
     assert res["goal"]["met_by"] == []  # an untrained model cannot reach 0.0835
-    assert (ctx.out / "table2_curves.png").stat().st_size > 0
-    # the evaluation is cached in the run: a second call reads it
-    assert list((ctx.runs / "t2-vanilla").glob("eval-next-binary-2.json"))
-    rp.write_json(ctx.out / "table2.json", res)
-    text = rp.render_report(ctx.out, quick=True)
+    assert (tmp_path / "results" / "table2_curves.png").stat().st_size > 0
+    assert (runs / "t2-vanilla" / "eval-next-binary-8.json").is_file()  # the evaluation is cached in the run
+    text = (tmp_path / "results" / "results.md").read_text()
     assert f"**{v['bce']:.5g}**" in text and "| conv-2enc-1lstm | as the paper | | not yet run | 0.1181 | |" in text
 
 
-def test_ship_writes_a_loadable_model_that_predicts(tmp_path):
-    ctx = ctx_for(tmp_path)
-    fake_run(ctx.runs, rp.SHIP_RUN)
-    res = rp.stage_ship(ctx)
-    path = ctx.weights_dir / "vanilla-mmnist.safetensors"
-    assert res["bytes"] == path.stat().st_size and len(res["sha256"]) == 64 and res["run"] == rp.SHIP_RUN
-    model = load_model(path)
-    src = load_model(ctx.runs / rp.SHIP_RUN)
-    x = torch.rand(1, 3, 1, 16, 16)
-    assert torch.equal(model(x).frames, src(x).frames)
-    assert json.loads(__import__("stae.checkpoint", fromlist=["x"]).read_metadata(path)["stae_training"])["updates"] == 4
-
-
-def test_flow_and_propagation_stages_report_each_vanilla_run(tmp_path):
-    ctx = ctx_for(tmp_path)
-    fake_run(ctx.runs, "t2-vanilla-flow")  # the other vanilla run is missing
-    fl = rp.stage_flow(ctx)
+def test_flow_propagation_figures_and_ship_of_one_vanilla_run(tmp_path):
+    run = fake_run(tmp_path / "runs", SHIP_RUN)  # the other vanilla run is missing
+    quick(tmp_path, "--stages", "flow", "propagation", "figures", "ship")
+    out = tmp_path / "results"
+    fl = json.loads((out / "flow.json").read_text())
     assert fl["runs"]["t2-vanilla"]["status"] == "not yet run"
-    d = fl["runs"]["t2-vanilla-flow"]["diagnosis"]
-    assert fl["runs"]["t2-vanilla-flow"]["epe"] > 0 and 0 <= d["samples_off_the_map"] <= 1
+    d = fl["runs"][SHIP_RUN]["diagnosis"]
+    assert fl["runs"][SHIP_RUN]["epe"] > 0 and 0 <= d["samples_off_the_map"] <= 1 and d["sequences"] == 8
     assert set(fl["baselines"]) == {"dis", "copy_last"}
-    pr = rp.stage_propagation(ctx)
-    assert set(pr["iou"]) == {"t2-vanilla-flow", "dis", "copy_first"} and set(pr["iou"]["dis"]) == {"1", "5", "10"}
-    rp.write_json(ctx.out / "flow.json", fl)
-    rp.write_json(ctx.out / "propagation.json", pr)
-    text = rp.render_report(ctx.out, quick=True)
+    pr = json.loads((out / "propagation.json").read_text())
+    assert set(pr["iou"]) == {SHIP_RUN, "dis", "copy_first"} and set(pr["iou"]["dis"]) == {"1", "5", "10"}
+    assert (out / "fig5.png").stat().st_size > 0 and (out / "fig5_lines.png").stat().st_size > 0
+    ship = json.loads((out / "ship.json").read_text())
+    path = out / "weights" / "vanilla-mmnist.safetensors"  # quick mode: never the package's folder
+    assert ship["bytes"] == path.stat().st_size and len(ship["sha256"]) == 64 and ship["run"] == SHIP_RUN
+    assert ship["checkpoint_step"] == 2  # the step of the lowest validation loss
+    x = torch.rand(1, 3, 1, 16, 16)
+    assert torch.equal(load_model(path)(x).frames, load_model(run)(x).frames)
+    assert json.loads(read_metadata(path)["stae_training"])["updates"] == 4
+    text = (out / "results.md").read_text()
     assert "| model conv-1enc-1lstm | not yet run |" in text and "| copy the mask |" in text
+    assert "(conv-1enc-1lstm, flow fixes)" in text  # the shipped run named by its Table 2 row
 
 
-def test_stage_skipped_when_its_json_exists(tmp_path, capsys):
+def test_stage_skipped_when_its_json_exists(tmp_path):
     out = tmp_path / "results"
     out.mkdir()
     (out / "flow.json").write_text("{}")
-    rc = rp.main(["--quick", "--stages", "flow", "--no-train", "--out", str(out), "--runs", str(tmp_path / "runs")])
-    assert rc == 0
-    assert "exists: skipped" in capsys.readouterr().out
+    r = quick(tmp_path, "--stages", "flow")
+    assert "exists: skipped" in r.stdout
     assert (out / "flow.json").read_text() == "{}"  # untouched
     assert (out / "results.md").is_file()
 
 
-def test_forced_stage_keeps_the_rows_of_runs_it_cannot_measure(tmp_path, capsys):
+def test_forced_stage_keeps_the_rows_of_runs_it_cannot_measure(tmp_path):
     """--force --no-train with one of openstl's runs missing: the missing run's row is kept
     from the previous JSON (marked kept_from), the present run's row is measured anew."""
     out = tmp_path / "results"
@@ -153,62 +127,61 @@ def test_forced_stage_keeps_the_rows_of_runs_it_cannot_measure(tmp_path, capsys)
     old_row = {"status": "measured", "note": "old", "params": 1, "training": {"sequences_seen": 5},
                "metrics": {"mse_per_frame": 1.0, "mae_per_frame": 2.0, "ssim": 0.5, "psnr": 10.0}}
     (out / "openstl.json").write_text(json.dumps({"written_utc": "2026-01-01T00:00:00Z", "models": {
-        "t3-both": {**old_row, "note": "stale"}, rp.SHIP_RUN: old_row}}))
-    rc = rp.main(["--quick", "--stages", "openstl", "--force", "--no-train", "--out", str(out),
-                  "--runs", str(tmp_path / "runs")])
-    assert rc == 0
+        "t3-both": {**old_row, "note": "stale"}, SHIP_RUN: old_row}}))
+    quick(tmp_path, "--stages", "openstl", "--force")
     rows = json.loads((out / "openstl.json").read_text())["models"]
-    assert rows[rp.SHIP_RUN] == {**old_row, "kept_from": "2026-01-01T00:00:00Z"}
+    assert rows[SHIP_RUN] == {**old_row, "kept_from": "2026-01-01T00:00:00Z"}
     assert rows["t3-both"]["status"] == "measured" and rows["t3-both"]["note"] != "stale"
     assert "kept_from" not in rows["t3-both"]
+    assert "(kept from the stage's run of 2026-01-01)" in (out / "results.md").read_text()
 
 
-def test_carry_over_keeps_only_measured_rows():
-    old = {"written_utc": "T0", "losses": {"a": {"status": "measured", "l2": 1}, "b": {"status": "not yet run"}}}
-    new = {"losses": {"a": {"status": "not yet run"}, "b": {"status": "not yet run"}, "c": {"status": "not yet run"}}}
-    got = rp.carry_over(old, new)["losses"]
-    assert got == {"a": {"status": "measured", "l2": 1, "kept_from": "T0"}, "b": {"status": "not yet run"},
-                   "c": {"status": "not yet run"}}
+def _commands(stdout: str) -> dict[str, list[str]]:
+    """--dry-run's lines "NAME: to train, N thread(s): COMMAND" -> {NAME: COMMAND as a list}."""
+    return {line.split(":")[0]: shlex.split(line.split(" thread(s): ", 1)[1])
+            for line in stdout.splitlines() if " thread(s): " in line}
 
 
-TINY_TRAIN = ["data.size=32", "data.num_frames=12", "model.preset=conv-1enc-1lstm"]
+def test_dry_run_prints_stae_train_commands_and_touches_nothing(tmp_path):
+    runs, out = tmp_path / "runs", tmp_path / "results"
+    fake_run(runs, "t3-intensity")
+    (runs / "t3-gradient").mkdir()
+    r = reproduce("--dry-run", "--stages", "table3", "--runs", runs, "--out", out, "--set", "train.device=cpu")
+    assert r.returncode == 0, r.stderr
+    assert "t3-intensity: finished" in r.stdout and "t3-gradient: unfinished" in r.stdout
+    cmd = _commands(r.stdout)["t3-both"]
+    assert cmd[1:4] == ["-m", "stae", "train"] and cmd[4].endswith("configs/table3-float.yaml")
+    assert cmd[-4:] == ["--set", "train.device=cpu", "--out", str(runs / "t3-both")]  # --set comes last
+    assert "train.loss=eq5" in cmd and "train.max_steps=2200" in cmd and "train.max_steps=2" not in cmd
+    assert "t3-both: to train, 1 thread(s)" in r.stdout
+    assert not out.exists() and sorted(p.name for p in runs.iterdir()) == ["t3-gradient", "t3-intensity"]
+    # --quick appends its tiny budgets after the run's own, so they win
+    cmd = _commands(reproduce("--quick", "--dry-run", "--stages", "table3", "--runs", runs, "--out", out).stdout)
+    sets = cmd["t3-both"]
+    assert sets.index("train.max_steps=2") > sets.index("train.max_steps=2200")
 
 
-def test_train_missing_runs_stae_train_in_lanes(tmp_path, monkeypatch):
-    # Real `stae train` subprocesses, two side by side, with the quick budgets: a binary (BCE)
-    # Table 2 run and a Table 3 run with the intensity term only.
-    ctx = ctx_for(tmp_path, train=True)
-    monkeypatch.setattr(rp, "QUICK_SETS", rp.QUICK_SETS + TINY_TRAIN)
-    (ctx.runs / "t3-gradient").mkdir(parents=True)  # started elsewhere: never retrained
-    rp.train_missing(ctx, ["t2-vanilla", "t3-intensity", "t3-gradient", "t2-vanilla"])
-    assert sorted(p.name for p in ctx.runs.iterdir()) == ["t2-vanilla", "t2-vanilla.log", "t3-gradient",
-                                                          "t3-intensity", "t3-intensity.log"]
-    t2 = rp.ensure_run(ctx, "t2-vanilla")
+def test_missing_runs_are_trained_side_by_side(tmp_path):
+    # Real `stae train` subprocesses side by side, with the quick budgets and a smaller model:
+    # a binary (BCE) Table 2 run and a Table 3 run with the intensity term only.
+    runs = tmp_path / "runs"
+    for started_elsewhere in (SHIP_RUN, "t2-conv-2enc-1lstm", "t3-gradient", "t3-both"):
+        (runs / started_elsewhere).mkdir(parents=True)  # never retrained
+    r = reproduce("--quick", "--stages", "table2", "table3", "--out", tmp_path / "results", "--runs", runs,
+                  "--set", "data.size=32", "--set", "data.num_frames=12", "--set", "model.preset=conv-1enc-1lstm")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert sorted(p.name for p in runs.iterdir()) == sorted(
+        [SHIP_RUN, "t2-conv-2enc-1lstm", "t3-gradient", "t3-both", "t2-vanilla", "t2-vanilla.log", "t3-intensity",
+         "t3-intensity.log"])
+    assert all(f"run {n}: exit 0" in r.stdout for n in ("t2-vanilla", "t3-intensity"))
+    t2 = json.loads((runs / "t2-vanilla" / RESULT_NAME).read_text())
     assert (t2["updates"], t2["stopped"], t2["binary"], t2["model_options"]) == (
         2, "done", True, {"fft_conv": True, "subpixel_decoder": True})
-    rec = [json.loads(x) for x in (ctx.runs / "t2-vanilla" / "metrics.jsonl").read_text().splitlines()]
+    rec = [json.loads(x) for x in (runs / "t2-vanilla" / "metrics.jsonl").read_text().splitlines()]
     assert any("bce" in r for r in rec if r.get("kind") == "train")
-    tr = [json.loads(x) for x in (ctx.runs / "t3-intensity" / "metrics.jsonl").read_text().splitlines()
+    tr = [json.loads(x) for x in (runs / "t3-intensity" / "metrics.jsonl").read_text().splitlines()
           if '"train"' in x]
     assert "intensity" in tr[-1] and "gradient" not in tr[-1] and "huber" in tr[-1]
-    assert rp.ensure_run(ctx, "t3-gradient") is None  # no result.json: not used, not retrained
-    assert not (ctx.runs / "t3-gradient.log").exists()
-
-
-def test_run_command_is_stae_train():
-    ctx = rp.Ctx(out=Path("o"), runs=Path("r"), budget=TINY, quick=False, train=True, weights_dir=Path("w"))
-    cmd = rp.run_command(ctx, "t3-both")
-    assert cmd[1:4] == ["-m", "stae", "train"] and cmd[-2:] == ["--out", str(Path("r") / "t3-both")]
-    assert "train.loss=eq5" in cmd and cmd[4].endswith("configs/table3-float.yaml")
-
-
-def test_readme_table_between_the_marks(tmp_path):
-    ctx = ctx_for(tmp_path)
-    fake_run(ctx.runs, "t2-vanilla")
-    rp.write_json(ctx.out / "table2.json", rp.stage_table2(ctx))
-    text = "# x\n\n<!-- results-table -->\nold\n<!-- /results-table -->\n\n## Next\n"
-    new = rp.update_readme(text, ctx.out)
-    assert new.startswith("# x\n\n<!-- results-table -->\n| experiment |") and new.endswith("<!-- /results-table -->\n\n## Next\n")
-    assert "old" not in new and "| Table 2, binary Moving MNIST, BCE: conv-1enc-1lstm |" in new
-    assert rp.update_readme(new, ctx.out) == new  # idempotent
-    assert rp.update_readme("no marks\n", ctx.out) == "no marks\n"
+    t3 = json.loads((tmp_path / "results" / "table3.json").read_text())["losses"]
+    assert t3["intensity"]["status"] == "measured"
+    assert t3["gradient"]["status"] == t3["both"]["status"] == "not yet run"  # no result.json: not used

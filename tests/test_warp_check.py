@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 
 from stae.cli import main
-from stae.commands.warp_check import load_image, warp_with_true_flow
+from stae.warp_check import load_image, warp_with_true_flow
 from stae.flowio import write_flo
 
 

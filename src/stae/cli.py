@@ -18,6 +18,7 @@ from stae.errors import StaeError
 COMMANDS = [
     "data",
     "demo",
+    "diagnose",
     "evaluate",
     "export",
     "info",

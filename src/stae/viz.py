@@ -399,3 +399,15 @@ def plot_curves(
     fig.savefig(tmp, format="png")
     os.replace(tmp, p)
     return p
+
+
+def smooth(points: list[tuple[float, float]], window: int) -> list[tuple[float, float]]:
+    """Trailing moving average of the values over ``window`` points (1 = unchanged)."""
+    if window <= 1 or len(points) < 2:
+        return points
+    xs = np.array([p[0] for p in points])
+    vs = np.array([p[1] for p in points])
+    c = np.cumsum(np.insert(vs, 0, 0.0))
+    n = np.minimum(np.arange(1, len(vs) + 1), window)
+    avg = (c[1:] - c[np.arange(1, len(vs) + 1) - n]) / n
+    return list(zip(xs.tolist(), avg.tolist()))

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from stae.model.config import PAPER_PARAMETERS, presets
+from stae.model.config import presets
+from stae.paper import PAPER_PARAMETERS
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -16,10 +16,10 @@ import math
 from pathlib import Path
 from typing import Optional, Sequence
 
-import numpy as np
 
 from stae.errors import StaeError
 from stae.training.run_dir import metrics_file, read_metrics
+from stae.viz import smooth
 
 KINDS = ("train", "val")
 
@@ -40,18 +40,6 @@ def curve(records: Sequence[dict], metric: str, kind: str, x: str = "step") -> l
             continue
         pts.append((float(xv), float(v)))
     return pts
-
-
-def smooth(points: list[tuple[float, float]], window: int) -> list[tuple[float, float]]:
-    """Trailing moving average of the values over ``window`` points (1 = unchanged)."""
-    if window <= 1 or len(points) < 2:
-        return points
-    xs = np.array([p[0] for p in points])
-    vs = np.array([p[1] for p in points])
-    c = np.cumsum(np.insert(vs, 0, 0.0))
-    n = np.minimum(np.arange(1, len(vs) + 1), window)
-    avg = (c[1:] - c[np.arange(1, len(vs) + 1) - n]) / n
-    return list(zip(xs.tolist(), avg.tolist()))
 
 
 def run_curves(runs: Sequence[str | Path], metric: str = "loss", kinds: Sequence[str] = ("train",),

@@ -150,16 +150,6 @@ _PRESETS: dict[str, ModelConfig] = {
     "fc-2enc-2lstm": ModelConfig(encoder_channels=(16, 16), memory="fc", fc_hidden=(2048, 2048), flow_1x1=False),
 }
 
-# The paper's Table 2 counts, printed beside ours by `stae info`.
-PAPER_PARAMETERS: dict[str, int] = {
-    "conv-1enc-1lstm": 703_651,
-    "conv-1enc-2lstm": 6_083_563,
-    "conv-2enc-1lstm": 1_285_995,
-    "conv-2enc-2lstm": 6_132_203,
-    "fc-2enc-1lstm": 50_404_347,
-    "fc-2enc-2lstm": 83_973_115,
-}
-
 VANILLA = "conv-1enc-1lstm"
 
 # Keys of older versions, read under their new names (with a warning where a user wrote them).

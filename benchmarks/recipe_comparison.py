@@ -18,7 +18,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import torch
 
 from stae.training import load_config, train
 from stae.training.run_dir import read_metrics

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,7 +16,7 @@ from stae.errors import StaeError
 from stae.flowio import read_flo
 from stae.model import build_model
 from stae.model.warp import backward_to_forward, upsample_flow
-from stae.data.frames import LUMA, FrameFit, fit_for_model, to_channels
+from stae.data.frames import LUMA, fit_for_model, to_channels
 from stae.predict import predict_stream, resolve_steps
 
 TINY = dict(encoder_channels=(4,), memory_channels=(4,), flow_kernel=3, spatial_kernel=3, memory_kernel=3)

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
-import numpy as np
 import pytest
 
 from stae.cli import main
 from stae.errors import StaeError
 from stae.training import load_config, resolve
 from stae.training.recipes import learning_rate
-from tests.helpers import TINY_MODEL, tiny_raw, write_tiny_clips
 
 def test_defaults_and_recipe_layering(tmp_path):
     cfg = load_config(None, [])

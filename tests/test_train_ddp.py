@@ -3,7 +3,6 @@ combined batch, and only rank 0 writes."""
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 

@@ -115,45 +115,20 @@ def evaluate(model, dataset: Dataset, context: int = 10, mode: str = "next", hor
                             f"{context}" + (f" and horizon {horizon}" if mode == "rollout" else "") + f" (need {need})")
         if binary is None:
             binary = _is_binary(clip)
-        ctx = clip[:, :context]
-        b = clip.shape[0]
         if mode == "next":
-            target = clip[:, context]  # (B, C, H, W)
-            out = model(ctx.to(device))
-            pred_prob = out.frames[:, -1].float().cpu()
-            preds = {"model": (pred_prob.clamp(0, 1), pred_prob)}
-            flows = {"model": upsample_flow(out.flows[:, -1].float().cpu(), model.stride)}
-            if "copy_last" in baselines:
-                preds["copy_last"] = (copy_last(ctx), None)
-                flows["copy_last"] = torch.zeros_like(flows["model"])
-            if "dis" in baselines:
-                p, f = dis_extrapolate(ctx)
-                preds["dis"] = (p, None)
-                flows["dis"] = f
-            truth_flow = None
-            if "flow" in items[0] and "masks" in items[0]:
-                has_flow = True
-                truth_flow = torch.stack([it["flow"][context - 1] for it in items])  # lives on frame tau
-                digit = torch.stack([it["masks"][context].any(0) for it in items])  # (B, H, W)
+            target, preds, flows = _next_frame(model, clip, context, baselines, device)
+            truth = _true_flow(items, context)
+            has_flow = has_flow or truth is not None
         else:
-            target = clip[:, context:context + horizon]  # (B, K, C, H, W)
-            out = model.rollout(ctx.to(device), horizon)
-            pred_prob = out.frames.float().cpu()
-            preds = {"model": (pred_prob.clamp(0, 1), pred_prob)}
-            if "copy_last" in baselines:
-                preds["copy_last"] = (ctx[:, -1:].expand_as(target), None)
-            if "dis" in baselines:
-                seq = [ctx[:, -2], ctx[:, -1]]
-                for _ in range(horizon):
-                    seq.append(dis_extrapolate(torch.stack(seq[-2:], 1))[0])
-                preds["dis"] = (torch.stack(seq[2:], 1), None)
-            truth_flow = None
+            target, preds = _rollout(model, clip, context, horizon, baselines, device)
+            truth = None
+        b = clip.shape[0]
         for m, (pred, prob) in preds.items():
             for k, v in frame_metrics(pred, target, prob, binary).items():
                 means[m].add(k, v, b)
-            if truth_flow is not None:
-                cnt = float(digit.sum())
-                means[m].add("epe", M.epe(flows[m], truth_flow, digit), cnt)
+            if truth is not None:
+                truth_flow, digit = truth
+                means[m].add("epe", M.epe(flows[m], truth_flow, digit), float(digit.sum()))
         n_clips += b
         if bar is not None:
             bar.update(b)
@@ -174,6 +149,48 @@ def evaluate(model, dataset: Dataset, context: int = 10, mode: str = "next", hor
         protocol["flow_convention"] = FLOW_CONVENTION
         protocol["epe_pixels"] = "digit pixels of the predicted frame"
     return {"protocol": protocol, "results": results}
+
+
+def _next_frame(model, clip: torch.Tensor, context: int, baselines: Sequence[str], device: str):
+    """Target frame ``context``; {method: (prediction, probabilities or None)}; {method: image-grid flow}."""
+    ctx = clip[:, :context]
+    out = model(ctx.to(device))
+    pred_prob = out.frames[:, -1].float().cpu()
+    preds = {"model": (pred_prob.clamp(0, 1), pred_prob)}
+    flows = {"model": upsample_flow(out.flows[:, -1].float().cpu(), model.stride)}
+    if "copy_last" in baselines:
+        preds["copy_last"] = (copy_last(ctx), None)
+        flows["copy_last"] = torch.zeros_like(flows["model"])
+    if "dis" in baselines:
+        p, f = dis_extrapolate(ctx)
+        preds["dis"] = (p, None)
+        flows["dis"] = f
+    return clip[:, context], preds, flows
+
+
+def _true_flow(items: list[dict[str, torch.Tensor]], context: int):
+    """(true backward flow living on frame ``context``, digit pixels of that frame), or None."""
+    if "flow" not in items[0] or "masks" not in items[0]:
+        return None
+    truth_flow = torch.stack([it["flow"][context - 1] for it in items])
+    digit = torch.stack([it["masks"][context].any(0) for it in items])  # (B, H, W)
+    return truth_flow, digit
+
+
+def _rollout(model, clip: torch.Tensor, context: int, horizon: int, baselines: Sequence[str], device: str):
+    """Targets frames context..context+horizon-1; {method: (predictions, probabilities or None)}."""
+    ctx = clip[:, :context]
+    target = clip[:, context:context + horizon]  # (B, K, C, H, W)
+    pred_prob = model.rollout(ctx.to(device), horizon).frames.float().cpu()
+    preds = {"model": (pred_prob.clamp(0, 1), pred_prob)}
+    if "copy_last" in baselines:
+        preds["copy_last"] = (ctx[:, -1:].expand_as(target), None)
+    if "dis" in baselines:
+        seq = [ctx[:, -2], ctx[:, -1]]
+        for _ in range(horizon):
+            seq.append(dis_extrapolate(torch.stack(seq[-2:], 1))[0])
+        preds["dis"] = (torch.stack(seq[2:], 1), None)
+    return target, preds
 
 
 def format_table(report: dict[str, Any]) -> str:

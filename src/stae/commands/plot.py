@@ -11,7 +11,6 @@ quantity, eq. 5's weighted sum); any other name is read as is (e.g. ``bce``, ``i
 from __future__ import annotations
 
 import argparse
-import json
 import math
 from pathlib import Path
 from typing import Optional, Sequence

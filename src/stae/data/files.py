@@ -270,36 +270,51 @@ def save_moving_mnist(path: str | os.PathLike, num_sequences: int | None = None,
     if not path.parent.exists():
         raise StaeError(f"{path.parent}: output directory does not exist")
 
-    positions = np.empty((n, t, k, 2), np.int16)
-    digit_ids = np.empty((n, k), np.int64)
-    lines = np.empty((n, 2), np.int16)
+    def generate(s: int, e: int) -> dict[str, np.ndarray]:
+        return mm.generate(seed, np.arange(s, e), digits=digits, split=split, **options)
+
+    per_sequence = {"positions": (np.int16, (t, k, 2)), "digit_ids": (np.int64, (k,)), "lines": (np.int16, (2,))}
+    return write_sequences(path, n, generate, (t, h, w), per_sequence, meta, truth=truth, compress=compress,
+                           chunk=chunk, progress=progress)
+
+
+def write_sequences(path: Path, n: int, generate: Callable[[int, int], dict[str, np.ndarray]],
+                    frame_shape: tuple[int, ...], per_sequence: dict[str, tuple[Any, tuple[int, ...]]],
+                    meta: dict[str, Any], truth: bool = False, compress: bool = False, chunk: int = 500,
+                    progress: Callable[[int], None] | None = None) -> Path:
+    """Write ``n`` generated sequences to ``path`` (.npz) atomically, a chunk at a time.
+
+    ``generate(s, e)`` returns sequences s..e-1 as a dict: "frames" uint8 (e-s, *frame_shape),
+    "owner" uint8 (e-s, T, H, W) when ``truth``, and each name of ``per_sequence`` with its
+    (dtype, per-sequence shape). Frames go straight into the archive; the owner maps wait in a
+    spill file because a zip member is written in one go. The file appears only when complete.
+    """
+    arrays = {name: np.empty((n, *shape), dtype) for name, (dtype, shape) in per_sequence.items()}
+    t, h, w = frame_shape[0], frame_shape[-2], frame_shape[-1]
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    owner_spill = tempfile.TemporaryFile(dir=path.parent) if truth else None
+    spill = tempfile.TemporaryFile(dir=path.parent) if truth else None
     try:
         with os.fdopen(fd, "wb") as f:
             writer = _NpzWriter(f, compress)
 
             def frame_chunks():
-                # Frames go straight into the archive; the owner maps wait in a spill file
-                # because a zip member must be written in one go.
                 for s in range(0, n, chunk):
                     e = min(n, s + chunk)
-                    g = mm.generate(seed, np.arange(s, e), digits=digits, split=split, **options)
-                    positions[s:e], digit_ids[s:e], lines[s:e] = g["positions"], g["digit_ids"], g["lines"]
-                    if owner_spill is not None:
-                        owner_spill.write(g["owner"].tobytes())
+                    g = generate(s, e)
+                    for name in arrays:
+                        arrays[name][s:e] = g[name]
+                    if spill is not None:
+                        spill.write(g["owner"].tobytes())
                     if progress:
                         progress(e - s)
                     yield g["frames"]
 
-            writer.write("frames", np.uint8, (n, t, h, w), frame_chunks())
-            if owner_spill is not None:
-                owner_spill.seek(0)
-                per = t * h * w * chunk
-                writer.write("owner", np.uint8, (n, t, h, w), _spill_chunks(owner_spill, per))
-            writer.write("positions", np.int16, positions.shape, [positions])
-            writer.write("digit_ids", np.int64, digit_ids.shape, [digit_ids])
-            writer.write("lines", np.int16, lines.shape, [lines])
+            writer.write("frames", np.uint8, (n, *frame_shape), frame_chunks())
+            if spill is not None:
+                spill.seek(0)
+                writer.write("owner", np.uint8, (n, t, h, w), _spill_chunks(spill, t * h * w * chunk))
+            for name, arr in arrays.items():
+                writer.write(name, arr.dtype, arr.shape, [arr])
             meta_arr = np.array(json.dumps(meta))
             writer.write("meta", meta_arr.dtype, (), [meta_arr])
             writer.close()
@@ -312,8 +327,8 @@ def save_moving_mnist(path: str | os.PathLike, num_sequences: int | None = None,
             os.unlink(tmp)
         raise
     finally:
-        if owner_spill is not None:
-            owner_spill.close()
+        if spill is not None:
+            spill.close()
     return path
 
 

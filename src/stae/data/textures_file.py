@@ -22,9 +22,7 @@ Written member by member under a temporary name renamed at the end, like
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Callable
 
@@ -33,7 +31,7 @@ import torch
 from torch.utils.data import Dataset
 
 from stae.data import textures as tx
-from stae.data.files import _npz_member, _npz_names, _NpzWriter, _spill_chunks, load_clip_file
+from stae.data.files import _npz_member, _npz_names, load_clip_file, write_sequences
 from stae.errors import StaeError
 
 FORMAT_NAME = "stae-textures"
@@ -76,46 +74,13 @@ def save_textures(path: str | os.PathLike, num_sequences: int | None = None, see
     meta = {"format": FORMAT_NAME, "version": FORMAT_VERSION, "num_sequences": n, "seed": seed, "split": split,
             "photos": [Path(f).stem for f in files], "photo_source": "shipped" if photos is None else "user",
             "truth": bool(truth), **opts}
-    to_object = np.empty((n, t, big_l, 3, 3))
-    photo_ids = np.empty((n, big_l), np.int16)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    spill = tempfile.TemporaryFile(dir=path.parent) if truth else None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            writer = _NpzWriter(f, compress)
 
-            def frame_chunks():
-                for s in range(0, n, chunk):
-                    e = min(n, s + chunk)
-                    g = tx.generate(seed, np.arange(s, e), split=split, photos=list(files), **options)
-                    to_object[s:e], photo_ids[s:e] = g["to_object"], g["photo_ids"]
-                    if spill is not None:
-                        spill.write(g["owner"].tobytes())
-                    if progress:
-                        progress(e - s)
-                    yield g["frames"]
+    def generate(s: int, e: int) -> dict:
+        return tx.generate(seed, np.arange(s, e), split=split, photos=list(files), **options)
 
-            writer.write("frames", np.uint8, (n, t, c, h, w), frame_chunks())
-            if spill is not None:
-                spill.seek(0)
-                writer.write("owner", np.uint8, (n, t, h, w), _spill_chunks(spill, t * h * w * chunk))
-            writer.write("to_object", np.float64, to_object.shape, [to_object])
-            writer.write("photo_ids", np.int16, photo_ids.shape, [photo_ids])
-            meta_arr = np.array(json.dumps(meta))
-            writer.write("meta", meta_arr.dtype, (), [meta_arr])
-            writer.close()
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    finally:
-        if spill is not None:
-            spill.close()
-    return path
+    per_sequence = {"to_object": (np.float64, (t, big_l, 3, 3)), "photo_ids": (np.int16, (big_l,))}
+    return write_sequences(path, n, generate, (t, c, h, w), per_sequence, meta, truth=truth, compress=compress,
+                           chunk=chunk, progress=progress)
 
 
 class TexturesFileDataset(Dataset):

@@ -11,13 +11,10 @@ written by an older version (``stae train --summarize RUN_DIR``).
 from __future__ import annotations
 
 import json
-import os
-import platform
 import time
 from pathlib import Path
 from typing import Any, Optional, Union
 
-import torch
 import yaml
 
 from stae.errors import StaeError

@@ -152,7 +152,12 @@ class ClipFileDataset(Dataset):
     when the file stores ground truth (``owner`` and ``positions``), "masks" bool
     (T, K, H, W) and "flow" float32 (T-1, 2, H, W) as :class:`~stae.data.moving_mnist.MovingMNIST`
     returns them. Reads lazily through a memory map (safe with DataLoader workers).
+
+    A file of another generator subclasses this with its own ``TRUTH`` member (the per-sequence
+    array stored beside ``owner``) and :meth:`truth`.
     """
+
+    TRUTH = "positions"  # the per-sequence truth member stored beside "owner"
 
     def __init__(self, path: str | os.PathLike, with_truth: bool | None = None):
         self.path = Path(path)
@@ -161,15 +166,16 @@ class ClipFileDataset(Dataset):
     def _open(self, with_truth: bool | None) -> None:
         self.clips = load_clip_file(self.path)
         names = _npz_names(self.path) if self.path.suffix.lower() == ".npz" else []
-        has_truth = "owner" in names and "positions" in names
+        has_truth = "owner" in names and self.TRUTH in names
         if with_truth and not has_truth:
             raise StaeError(f"{self.path}: no ground truth stored (save it with --truth)")
         self.with_truth = has_truth if with_truth is None else bool(with_truth)
         if self.with_truth:
             self.owner = _npz_member(self.path, "owner")
-            self.positions = np.asarray(_npz_member(self.path, "positions"))
-            if self.owner.shape[:2] != self.clips.shape[:2] or self.positions.shape[:2] != self.clips.shape[:2]:
-                raise StaeError(f"{self.path}: 'owner' {self.owner.shape} / 'positions' {self.positions.shape} do not match 'frames' {self.clips.shape}")
+            self.stored = np.asarray(_npz_member(self.path, self.TRUTH))
+            if self.owner.shape[:2] != self.clips.shape[:2] or self.stored.shape[:2] != self.clips.shape[:2]:
+                raise StaeError(f"{self.path}: 'owner' {self.owner.shape} / {self.TRUTH!r} {self.stored.shape} "
+                                f"do not match 'frames' {self.clips.shape}")
 
     def __getstate__(self) -> dict:
         # Pickled for DataLoader workers started by spawn/forkserver: send the path, not the
@@ -192,10 +198,13 @@ class ClipFileDataset(Dataset):
         clip = clip.astype(np.float32) / np.float32(255.0) if clip.dtype == np.uint8 else clip.astype(np.float32, copy=False)
         out = {"clip": torch.from_numpy(clip)}
         if self.with_truth:
-            owner = np.asarray(self.owner[i])
-            out["masks"] = torch.from_numpy(mm.masks_from_owner(owner, self.positions.shape[2]))
-            out["flow"] = torch.from_numpy(mm.flow_from_owner(owner, self.positions[i].astype(np.int64)))
+            out.update(self.truth(np.array(self.owner[i]), self.stored[i]))
         return out
+
+    def truth(self, owner: np.ndarray, stored: np.ndarray) -> dict[str, torch.Tensor]:
+        """Moving MNIST's masks and flow from the owner map and the digit positions."""
+        return {"masks": torch.from_numpy(mm.masks_from_owner(owner, stored.shape[1])),
+                "flow": torch.from_numpy(mm.flow_from_owner(owner, stored.astype(np.int64)))}
 
 
 # ---------------------------------------------------------------------------------------------

@@ -28,10 +28,9 @@ from typing import Callable
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
 from stae.data import textures as tx
-from stae.data.files import _npz_member, _npz_names, load_clip_file, write_sequences
+from stae.data.files import ClipFileDataset, write_sequences
 from stae.errors import StaeError
 
 FORMAT_NAME = "stae-textures"
@@ -83,51 +82,14 @@ def save_textures(path: str | os.PathLike, num_sequences: int | None = None, see
                            chunk=chunk, progress=progress)
 
 
-class TexturesFileDataset(Dataset):
+class TexturesFileDataset(ClipFileDataset):
     """A file of :func:`save_textures`: ``ds[i]`` -> {"clip": float32 (T, C, H, W)} and, when the
     file stores truth (``owner``), "masks", "flow" and "occlusion" as
     :class:`~stae.data.textures.MovingTextures` returns them (bit for bit)."""
 
-    def __init__(self, path: str | os.PathLike, with_truth: bool | None = None):
-        self.path = Path(path)
-        self._open(with_truth)
+    TRUTH = "to_object"
 
-    def _open(self, with_truth: bool | None) -> None:
-        self.clips = load_clip_file(self.path)
-        names = _npz_names(self.path) if self.path.suffix.lower() == ".npz" else []
-        has_truth = "owner" in names and "to_object" in names
-        if with_truth and not has_truth:
-            raise StaeError(f"{self.path}: no texture ground truth stored (save it with --truth)")
-        self.with_truth = has_truth if with_truth is None else bool(with_truth)
-        if self.with_truth:
-            self.owner = _npz_member(self.path, "owner")
-            self.to_object = np.asarray(_npz_member(self.path, "to_object"))
-            if self.owner.shape[:2] != self.clips.shape[:2] or self.to_object.shape[:2] != self.clips.shape[:2]:
-                raise StaeError(f"{self.path}: 'owner' {self.owner.shape} / 'to_object' {self.to_object.shape} "
-                                f"do not match 'frames' {self.clips.shape}")
-
-    def __getstate__(self) -> dict:
-        return {"path": self.path, "with_truth": self.with_truth}  # reopen in workers, never copy the map
-
-    def __setstate__(self, state: dict) -> None:
-        self.path = state["path"]
-        self._open(state["with_truth"])
-
-    def __len__(self) -> int:
-        return int(self.clips.shape[0])
-
-    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        if i < 0:
-            i += len(self)
-        if not 0 <= i < len(self):
-            raise IndexError(f"clip index {i} out of range for {len(self)} clips in {self.path}")
-        clip = np.array(self.clips[i])
-        clip = clip.astype(np.float32) / np.float32(255.0) if clip.dtype == np.uint8 else clip.astype(np.float32)
-        out = {"clip": torch.from_numpy(clip)}
-        if self.with_truth:
-            owner = np.array(self.owner[i])
-            flow = tx.layer_flow(owner, self.to_object[i])
-            out["masks"] = torch.from_numpy(tx.layer_masks(owner, self.to_object.shape[2]))
-            out["flow"] = torch.from_numpy(flow)
-            out["occlusion"] = torch.from_numpy(tx.occlusion_mask(owner, flow))
-        return out
+    def truth(self, owner: np.ndarray, stored: np.ndarray) -> dict[str, torch.Tensor]:
+        flow = tx.layer_flow(owner, stored)
+        return {"masks": torch.from_numpy(tx.layer_masks(owner, stored.shape[1])), "flow": torch.from_numpy(flow),
+                "occlusion": torch.from_numpy(tx.occlusion_mask(owner, flow))}

@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 
-# One core: pin the thread pools before numpy/torch load.
-for _v in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-    os.environ.setdefault(_v, "1")
+import perf_common as pc  # first: pins the thread pools before numpy/torch load
+
+pc.one_thread()
 
 import tempfile  # noqa: E402
 import time  # noqa: E402
@@ -24,16 +23,6 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from stae.machine import describe  # noqa: E402
-
-
-def best_of(fn, repeats: int = 3) -> float:
-    """Shortest wall time of ``repeats`` runs (the least disturbed by other processes)."""
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
 
 
 def make_video(path: Path, n: int = 200, h: int = 240, w: int = 320) -> None:
@@ -80,7 +69,7 @@ def main() -> int:
     def gen_rate(**kw) -> float:
         # Batches of `bs`, as a DataLoader or save_moving_mnist asks for them (one call for
         # thousands of sequences would mostly measure page faults of a ~1 GB result).
-        return n / best_of(lambda: [generate(0, np.arange(s, min(n, s + bs)), digits=digits, **kw) for s in range(0, n, bs)])
+        return n / pc.best_of(lambda: [generate(0, np.arange(s, min(n, s + bs)), digits=digits, **kw) for s in range(0, n, bs)])
 
     rows.append((f"generate: frames (2 digits, 20x64x64), batch {bs}", gen_rate(), "seq/s"))
     rows.append((f"generate: frames + masks + flow, batch {bs}", gen_rate(with_truth=True), "seq/s"))
@@ -88,9 +77,9 @@ def main() -> int:
 
     ds = MovingMNIST(n, seed=0, digits=digits)
     loader = DataLoader(ds, batch_size=32, num_workers=0)
-    rows.append(("MovingMNIST + DataLoader (batch 32, tensors)", n / best_of(lambda: [b for b in loader], 2), "seq/s"))
+    rows.append(("MovingMNIST + DataLoader (batch 32, tensors)", n / pc.best_of(lambda: [b for b in loader], 2), "seq/s"))
     m = min(n, 500)
-    rows.append(("MovingMNIST ds[i], one at a time", m / best_of(lambda: [ds[i] for i in range(m)], 2), "seq/s"))
+    rows.append(("MovingMNIST ds[i], one at a time", m / pc.best_of(lambda: [ds[i] for i in range(m)], 2), "seq/s"))
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -104,10 +93,10 @@ def main() -> int:
         info = probe(video)
         rows.append(("video index (demux 200 frames 320x240 h264)", (time.perf_counter() - t0) * 1e3, "ms"))
         starts = np.random.default_rng(0).integers(0, info.num_frames - 20, 10)
-        dt = best_of(lambda: [read_frames(video, int(s), 20, size=(64, 64), info=info) for s in starts], 2)
+        dt = pc.best_of(lambda: [read_frames(video, int(s), 20, size=(64, 64), info=info) for s in starts], 2)
         rows.append(("video clip read (20 frames -> 64x64 gray, seek)", dt / len(starts) * 1e3, "ms/clip"))
         vds = VideoClipDataset(video, clip_len=20, split="all")
-        rows.append(("VideoClipDataset clips/s", len(vds) / best_of(lambda: [vds[i] for i in range(len(vds))], 2), "clips/s"))
+        rows.append(("VideoClipDataset clips/s", len(vds) / pc.best_of(lambda: [vds[i] for i in range(len(vds))], 2), "clips/s"))
 
     width = max(len(r[0]) for r in rows)
     print(f"{'measurement':<{width}}  {'value':>10}  unit")

@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 
-# One core: pin the thread pools before numpy/torch load.
-for _v in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-    os.environ.setdefault(_v, "1")
+import perf_common as pc  # first: pins the thread pools before numpy/torch load
+
+pc.one_thread()
 
 import tempfile  # noqa: E402
 import time  # noqa: E402
@@ -27,16 +26,6 @@ import torch  # noqa: E402
 from stae.machine import describe  # noqa: E402
 
 
-def best_of(fn, repeats: int = 3) -> float:
-    """Shortest wall time of ``repeats`` runs (the least disturbed by other processes)."""
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
-
-
 def texture_rows(n: int, bs: int) -> list[tuple[str, float, str]]:
     from torch.utils.data import DataLoader
 
@@ -44,7 +33,7 @@ def texture_rows(n: int, bs: int) -> list[tuple[str, float, str]]:
     from stae.data.textures_file import save_textures
 
     def rate(**kw) -> float:
-        return n / best_of(lambda: [generate(0, np.arange(s, min(n, s + bs)), **kw) for s in range(0, n, bs)])
+        return n / pc.best_of(lambda: [generate(0, np.arange(s, min(n, s + bs)), **kw) for s in range(0, n, bs)])
 
     generate(0, [0])  # decode the photographs once (cached)
     generate(0, [0], channels=3)
@@ -53,7 +42,7 @@ def texture_rows(n: int, bs: int) -> list[tuple[str, float, str]]:
             (f"generate: colour frames (C=3), batch {bs}", rate(channels=3), "seq/s"),
             (f"generate: grey, 3 layers + noise + brightness, batch {bs}", rate(layers=3, noise=0.02, brightness=0.02), "seq/s")]
     loader = DataLoader(MovingTextures(n, seed=0), batch_size=32, num_workers=0)
-    rows.append(("MovingTextures + DataLoader (batch 32, tensors)", n / best_of(lambda: [b for b in loader], 2), "seq/s"))
+    rows.append(("MovingTextures + DataLoader (batch 32, tensors)", n / pc.best_of(lambda: [b for b in loader], 2), "seq/s"))
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
         save_textures(Path(tmp) / "t.npz", n, 0, truth=True)
@@ -76,9 +65,9 @@ def video_rows(n: int) -> list[tuple[str, float, str]]:
     rows = [("VideoCrops: first clip (decode bigbuckbunny whole, 132 frames 1280x720 -> 640x360 grey)",
              time.perf_counter() - t0, "s")]
     m = min(n, 200)
-    rows.append(("VideoCrops: clips/s once cached (scales 1, 2, 4 -> 64x64)", m / best_of(lambda: [crops[i] for i in range(m)], 2), "clips/s"))
+    rows.append(("VideoCrops: clips/s once cached (scales 1, 2, 4 -> 64x64)", m / pc.best_of(lambda: [crops[i] for i in range(m)], 2), "clips/s"))
     mix = Mixture([MovingTextures(n, seed=0), crops], [0.8, 0.2], n, seed=0)
-    rows.append(("Mixture 0.8 textures / 0.2 video crops, batch 32", n / best_of(
+    rows.append(("Mixture 0.8 textures / 0.2 video crops, batch 32", n / pc.best_of(
         lambda: [mix.__getitems__(list(range(s, min(n, s + 32)))) for s in range(0, n, 32)], 2), "seq/s"))
     return rows
 

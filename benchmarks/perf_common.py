@@ -26,6 +26,22 @@ OMP_WAIT_POLICY_FROM_USER = os.environ.get("OMP_WAIT_POLICY")
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
+def one_thread() -> None:
+    """Pin every thread pool to one thread; call before numpy/torch load (data benchmarks)."""
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ.setdefault(var, "1")
+
+
+def best_of(fn: Callable[[], Any], repeats: int = 3) -> float:
+    """Shortest wall time of ``repeats`` runs (the least disturbed by other processes)."""
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
 def setup_threads(threads: int | None = None) -> int:
     """Pin torch's intra-op pool (default: every CPU this process may use) and return it."""
     import torch

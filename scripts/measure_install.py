@@ -23,8 +23,15 @@ from pathlib import Path
 TORCH = "torch==2.13.0"
 
 
-def _run(cmd: list[str]) -> str:
-    return subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+# After installing: the package imports, the embedded digits load and the zoo lists a model,
+# without any extra (run outside the source tree, so the installed copy is the one used).
+SMOKE = ("import stae, stae.zoo; from stae.data import load_digits; "
+         "print('stae', stae.__version__, 'digits', load_digits('test').shape, "
+         "'models', [c['name'] for c in stae.zoo.model_cards()])")
+
+
+def _run(cmd: list[str], cwd=None) -> str:
+    return subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=cwd).stdout
 
 
 def _site_packages(python: Path) -> Path:
@@ -52,7 +59,8 @@ def measure(source: str, workdir: Path) -> dict:
     subprocess.run(pip + [source], check=True)
     after, size_after = _distributions(python), _du_bytes(site)
     added = {k: v for k, v in after.items() if k not in before}
-    return {"source": source, "baseline": TORCH, "distributions_added": len(added),
+    smoke = _run([str(python), "-c", SMOKE], cwd=workdir).strip()  # works without any extra
+    return {"smoke": smoke, "source": source, "baseline": TORCH, "distributions_added": len(added),
             "added": dict(sorted(added.items())), "bytes_added": size_after - size_before,
             "megabytes_added": round((size_after - size_before) / 1e6, 1)}
 

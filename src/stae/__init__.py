@@ -14,11 +14,10 @@ from stae.errors import StaeError
 from stae.flowio import flow_to_color, read_flo, write_flo
 from stae.model import SpatioTemporalAutoencoder, StaeOutput, build_model, parameter_table
 from stae.model.warp import backward_to_forward, upsample_flow, warp
-
-__version__ = "0.1.0"
+from stae._version import __version__
 
 __all__ = [
-    "ModelConfig", "MovingMNIST", "SpatioTemporalAutoencoder", "StaeError", "StaeOutput",
+    "__version__", "ModelConfig", "MovingMNIST", "SpatioTemporalAutoencoder", "StaeError", "StaeOutput",
     "VideoClipDataset", "backward_to_forward", "build_model", "flow_to_color", "load_clip_file",
     "load_digits", "load_model", "parameter_table", "preset", "presets", "read_flo", "save_model",
     "upsample_flow", "warp", "write_flo",

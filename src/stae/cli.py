@@ -22,6 +22,7 @@ COMMANDS = [
     "evaluate",
     "export",
     "info",
+    "models",
     "plot",
     "predict",
     "propagate",
@@ -35,6 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="stae",
         description="Spatio-temporal video autoencoder with differentiable memory (Patraucean et al. 2015).",
     )
+    from stae._version import __version__
+
+    parser.add_argument("--version", action="version", version=f"stae {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name in COMMANDS:

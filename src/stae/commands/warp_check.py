@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from stae.commands import number
 from stae.errors import StaeError
 from stae.warp_check import FIGURE_NAME, JSON_NAME, PAPER_SINTEL_ERROR, folder_pairs, warp_check
 
@@ -36,7 +37,7 @@ def register(subparsers) -> None:
         "default: DIR itself)",
     )
     p.add_argument(
-        "--max-radius", type=float, default=None,
+        "--max-radius", type=number(0, 10**6, above=True), default=None,
         help="flow magnitude (pixels) drawn at full colour in the figure (default: the flow's maximum)",
     )
     p.set_defaults(func=run)

@@ -101,7 +101,8 @@ def available_memory() -> int:
 
 
 def gb(nbytes: float) -> str:
-    return f"{nbytes / 1e9:.3g} GB"
+    v = nbytes / 1e9
+    return f"{v:,.0f} GB" if v >= 100 else f"{v:.3g} GB"
 
 
 def require_memory(nbytes: float, what: str) -> None:
@@ -122,3 +123,16 @@ def require_disk(directory: str | os.PathLike, nbytes: float, what: str) -> None
         return  # cannot tell: the write itself reports a full disk
     if nbytes > free:
         raise StaeError(f"{what} needs {gb(nbytes)} of disk space; {directory} has {gb(free)} free")
+
+
+def activation_bytes(cfg: Any, batch: int, h: int, w: int, frames: int = 1) -> float:
+    """A lower estimate of the float32 activations of ``frames`` time steps of a model with config
+    ``cfg`` (a :class:`~stae.model.config.ModelConfig`) on ``batch`` frames of ``h`` x ``w``: the
+    encoder and decoder maps at image resolution, the memory's gates and states and Theta's maps on
+    the feature grid. Enough to refuse an impossible size before the allocator does."""
+    image = batch * h * w * (cfg.in_channels + 3 * sum(c / 4 ** i for i, c in enumerate(cfg.encoder_channels)))
+    grid = batch * (h / cfg.stride) * (w / cfg.stride)
+    memory = 8 * sum(cfg.memory_channels) if cfg.memory == "conv" else 0
+    feature = grid * (memory + 4 * cfg.flow_hidden + 4 + 2 * cfg.feature_channels)
+    fc = batch * 8 * sum(cfg.fc_hidden) if cfg.memory == "fc" else 0
+    return 4.0 * frames * (image + feature + fc)

@@ -177,6 +177,15 @@ def check_video_options(fps: float, scale: Optional[int], max_frames: Optional[i
         raise StaeError(f"--max-frames must be >= 2, got {max_frames}")
 
 
+def check_panel_memory(frames: int, panels: int, h: int, w: int, scale: int) -> None:
+    """Refuse a --scale whose magnified RGB panels (``frames`` rows of ``panels`` panels of
+    ``h`` x ``w`` pixels) cannot be held in memory, before drawing them."""
+    from stae.machine import require_memory
+
+    require_memory(2.0 * frames * panels * 3 * (scale * h) * (scale * w),
+                   f"--scale {scale}: {frames} frames of {panels} panels of {scale * w}x{scale * h} pixels")
+
+
 class OutputSet:
     """Files and folders written into ``out_dir`` only when complete.
 
@@ -290,6 +299,7 @@ def predict_video(model: SpatioTemporalAutoencoder, source: Union[str, os.PathLi
         raise StaeError(f"--context {k}: the video gives only {len(shown)} step(s) to show; use --context {len(shown)} or less")
     h, w = fit.size
     scale = max(1, -(-128 // h)) if scale is None else scale  # frames at least 128 px tall by default
+    check_panel_memory(len(shown), 4, h, w, scale)
 
     per_step = [{"t": r.t, "l2_pred": l2(r.pred, r.target), "l2_copy_last": l2(r.frame, r.target),
                  "max_flow_pixels": flow_radius(r.flow, stride)} for r in shown]

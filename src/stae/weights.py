@@ -34,11 +34,56 @@ FORMAT_VERSION = "1"
 SHIPPED_DIR = Path(__file__).parent / "weights"
 
 
+def temp_beside(path: Path) -> tuple[int, str]:
+    """(fd, name) of a new temporary file beside ``path``, named ``.NAME.PID.XXXX.tmp`` so that
+    :func:`remove_stale_temps` can tell ours from a killed process's. Stale ones go first."""
+    remove_stale_temps(path)
+    return tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp")
+
+
+def _age(p: Path) -> float:
+    import time
+
+    try:
+        return time.time() - p.stat().st_mtime
+    except OSError:
+        return 0.0
+
+
+def _alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True  # someone else's process: not ours to judge
+    return True
+
+
+def remove_stale_temps(path: Path) -> list[Path]:
+    """Remove the temporary files that a killed writer of ``path`` left beside it (those of
+    :func:`temp_beside` whose process is gone); returns them."""
+    gone, name = [], Path(path).name
+    # Ours carry the writer's pid; stae < 0.3 named them NAME.XXXX.tmp: stale once an hour old.
+    old = [p for p in Path(path).parent.glob(f"{name}.*.tmp") if _age(p) > 3600]
+    for p in list(Path(path).parent.glob(f".{name}.*.tmp")) + old:
+        pid = p.name[len(name) + 2:].split(".", 1)[0] if p.name.startswith(".") else "0"
+        if pid.isdigit() and not _alive(int(pid)):
+            try:
+                p.unlink()
+                gone.append(p)
+            except OSError:
+                pass
+    return gone
+
+
 def atomic_write_bytes(path: Union[str, Path], data: bytes) -> None:
     """Write ``data`` to ``path`` atomically (temporary file + fsync + rename)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = temp_beside(path)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)

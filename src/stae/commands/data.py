@@ -74,14 +74,20 @@ def run_moving_mnist(args: argparse.Namespace) -> int:
     if args.out.exists() and not args.force:  # before the progress bar appears
         raise StaeError(f"{args.out}: already exists (use --force to overwrite)")
     bar = None
-    if not args.quiet:
-        from tqdm import tqdm
 
-        bar = tqdm(total=n, unit="seq", desc=f"moving-mnist {args.split}", file=sys.stderr, leave=False)
+    def progress(k: int) -> None:  # the bar appears with the first chunk, after every check passed
+        nonlocal bar
+        if bar is None:
+            from tqdm import tqdm
+
+            bar = tqdm(total=n, unit="seq", desc=f"moving-mnist {args.split}", file=sys.stderr, leave=False)
+        bar.update(k)
+
     t0 = time.perf_counter()
     try:
         path = save_moving_mnist(args.out, n, seed, split=args.split, truth=args.truth, force=args.force,
-                                 compress=args.compress, digit_source=args.mnist_dir, progress=bar.update if bar else None,
+                                 compress=args.compress, digit_source=args.mnist_dir,
+                                 progress=None if args.quiet else progress,
                                  num_digits=args.digits, num_frames=args.frames, size=args.size, speed=args.speed,
                                  lines=args.lines, binary=args.binary, threshold=args.threshold)
     finally:

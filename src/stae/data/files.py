@@ -43,6 +43,7 @@ from torch.utils.data import Dataset
 
 from stae.data import moving_mnist as mm
 from stae.errors import StaeError
+from stae.machine import require_memory
 
 FORMAT_NAME = "stae-moving-mnist"
 FORMAT_VERSION = 1
@@ -224,6 +225,11 @@ class _NpzWriter:
     def close(self) -> None:
         self.zf.close()
 
+    def abandon(self) -> None:
+        """Forget the archive after an error or Ctrl-C (its file is being removed), so that the
+        ZipFile's finaliser does not write into a closed file and print a traceback."""
+        self.zf.fp = None
+
 
 def save_moving_mnist(path: str | os.PathLike, num_sequences: int | None = None, seed: int | None = None,
                       split: str = "train", truth: bool = False, force: bool = False, compress: bool = False,
@@ -289,35 +295,28 @@ def write_sequences(path: Path, n: int, generate: Callable[[int, int], dict[str,
     (dtype, per-sequence shape). Frames go straight into the archive; the owner maps wait in a
     spill file because a zip member is written in one go. The file appears only when complete.
     """
+    from stae.machine import require_disk
+    from stae.weights import temp_beside
+
+    small = sum(np.dtype(dtype).itemsize * int(np.prod(shape)) for dtype, shape in per_sequence.values())
+    require_memory(n * small + min(n, chunk) * 3 * int(np.prod(frame_shape)), f"{n} sequences")
+    fd, tmp = temp_beside(path)  # removes the stale temporary files of a killed run first
+    try:
+        require_disk(path.parent, n * int(np.prod(frame_shape)) * (3 if truth else 1) + n * small, f"{path}")
+    except BaseException:
+        os.close(fd)
+        os.unlink(tmp)
+        raise
     arrays = {name: np.empty((n, *shape), dtype) for name, (dtype, shape) in per_sequence.items()}
-    t, h, w = frame_shape[0], frame_shape[-2], frame_shape[-1]
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
     spill = tempfile.TemporaryFile(dir=path.parent) if truth else None
     try:
         with os.fdopen(fd, "wb") as f:
             writer = _NpzWriter(f, compress)
-
-            def frame_chunks():
-                for s in range(0, n, chunk):
-                    e = min(n, s + chunk)
-                    g = generate(s, e)
-                    for name in arrays:
-                        arrays[name][s:e] = g[name]
-                    if spill is not None:
-                        spill.write(g["owner"].tobytes())
-                    if progress:
-                        progress(e - s)
-                    yield g["frames"]
-
-            writer.write("frames", np.uint8, (n, *frame_shape), frame_chunks())
-            if spill is not None:
-                spill.seek(0)
-                writer.write("owner", np.uint8, (n, t, h, w), _spill_chunks(spill, t * h * w * chunk))
-            for name, arr in arrays.items():
-                writer.write(name, arr.dtype, arr.shape, [arr])
-            meta_arr = np.array(json.dumps(meta))
-            writer.write("meta", meta_arr.dtype, (), [meta_arr])
-            writer.close()
+            try:
+                _write_members(writer, n, generate, frame_shape, arrays, spill, meta, chunk, progress)
+            except BaseException:
+                writer.abandon()
+                raise
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; give it a normal file's mode
@@ -330,6 +329,36 @@ def write_sequences(path: Path, n: int, generate: Callable[[int, int], dict[str,
         if spill is not None:
             spill.close()
     return path
+
+
+def _write_members(writer: _NpzWriter, n: int, generate: Callable[[int, int], dict[str, np.ndarray]],
+                   frame_shape: tuple[int, ...], arrays: dict[str, np.ndarray], spill, meta: dict[str, Any],
+                   chunk: int, progress: Callable[[int], None] | None) -> None:
+    """The members of :func:`write_sequences`' archive: frames a chunk at a time, then the owner
+    maps from the spill file, the per-sequence arrays and the metadata."""
+    t, h, w = frame_shape[0], frame_shape[-2], frame_shape[-1]
+
+    def frame_chunks():
+        for s in range(0, n, chunk):
+            e = min(n, s + chunk)
+            g = generate(s, e)
+            for name in arrays:
+                arrays[name][s:e] = g[name]
+            if spill is not None:
+                spill.write(g["owner"].tobytes())
+            if progress:
+                progress(e - s)
+            yield g["frames"]
+
+    writer.write("frames", np.uint8, (n, *frame_shape), frame_chunks())
+    if spill is not None:
+        spill.seek(0)
+        writer.write("owner", np.uint8, (n, t, h, w), _spill_chunks(spill, t * h * w * chunk))
+    for name, arr in arrays.items():
+        writer.write(name, arr.dtype, arr.shape, [arr])
+    meta_arr = np.array(json.dumps(meta))
+    writer.write("meta", meta_arr.dtype, (), [meta_arr])
+    writer.close()
 
 
 def _spill_chunks(f, size: int):

@@ -179,6 +179,9 @@ def fit_for_model(model: SpatioTemporalAutoencoder, source_hw: tuple[int, int],
         size = (ch, cw)
     fit = FrameFit(cfg.in_channels, (h, w), ((h - ch) // 2, (w - cw) // 2, ch, cw), size)
     model.check_frame_shape((cfg.in_channels, *size), "fitted frame")
+    from stae.machine import activation_bytes, require_memory
+
+    require_memory(activation_bytes(cfg, 1, *size), f"the model on frames of {size[1]}x{size[0]} (WxH)")
     return fit
 
 

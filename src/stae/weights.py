@@ -14,6 +14,7 @@ Writes are atomic: a temporary file in the same directory, fsync, then ``os.repl
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -150,8 +151,14 @@ def read_metadata(path: Union[str, Path]) -> dict[str, str]:
 def load_model(path: Union[str, Path], map_location: Union[str, torch.device] = "cpu"):
     """Load a model (in eval mode) from a checkpoint path or shipped name.
 
-    Raises :class:`StaeError` naming the file for missing, truncated, foreign or mismatched files.
+    Nothing in the file is trusted before it is checked: the stored config goes through the
+    one config checker (:meth:`ModelConfig.from_dict`, the ranges of every key), the tensors'
+    names, shapes and dtypes (floating point only) are compared with the model that config
+    builds -- on the meta device, before any memory is allocated -- and the weights must be
+    finite. Raises :class:`StaeError` naming the file for missing, truncated, foreign,
+    mismatched or non-finite files.
     """
+    from stae.machine import require_memory
     from stae.model.autoencoder import SpatioTemporalAutoencoder
 
     f = resolve_checkpoint(path)
@@ -160,21 +167,43 @@ def load_model(path: Union[str, Path], map_location: Union[str, torch.device] = 
         cfg = ModelConfig.from_dict(json.loads(meta[CONFIG_KEY]))
     except (ValueError, TypeError) as e:
         raise StaeError(f"{f}: bad model config in checkpoint: {e}") from None
+    with torch.device("meta"):
+        expected = {k: tuple(v.shape) for k, v in SpatioTemporalAutoencoder(cfg).state_dict().items()}
+    _check_header(f, expected)
+    require_memory(8.0 * sum(math.prod(s) for s in expected.values()), f"{f}: the model of this checkpoint")
     model = SpatioTemporalAutoencoder(cfg)
     try:
         state = load_file(str(f), device=str(map_location))
     except (SafetensorError, OSError, ValueError) as e:
         raise StaeError(f"{f}: cannot read weights (truncated or corrupt?): {e}") from None
-    missing, unexpected = set(model.state_dict()) - set(state), set(state) - set(model.state_dict())
-    if missing or unexpected:
-        raise StaeError(f"{f}: weights do not match the model config "
-                        f"(missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]})")
-    for k, v in model.state_dict().items():
-        if state[k].shape != v.shape:
-            raise StaeError(f"{f}: weight {k} has shape {tuple(state[k].shape)}, the config needs {tuple(v.shape)}")
+    for k, v in state.items():
+        if not bool(torch.isfinite(v).all()):
+            raise StaeError(f"{f}: weight {k} holds NaN or infinite values (a diverged or corrupt model)")
     model.load_state_dict(state)
     model.to(map_location).eval()
     return model
+
+
+FLOAT_DTYPES = ("F16", "BF16", "F32", "F64")
+
+
+def _check_header(f: Path, expected: dict[str, tuple[int, ...]]) -> None:
+    """The file's tensor names, shapes and dtypes (read from its header only) against ``expected``."""
+    try:
+        with safe_open(str(f), framework="pt") as fh:
+            header = {k: (tuple(fh.get_slice(k).get_shape()), fh.get_slice(k).get_dtype()) for k in fh.keys()}
+    except (SafetensorError, OSError, ValueError) as e:
+        raise StaeError(f"{f}: cannot read weights (truncated or corrupt?): {e}") from None
+    missing, unexpected = set(expected) - set(header), set(header) - set(expected)
+    if missing or unexpected:
+        raise StaeError(f"{f}: weights do not match the model config "
+                        f"(missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]})")
+    for k, shape in expected.items():
+        if header[k][0] != shape:
+            raise StaeError(f"{f}: weight {k} has shape {header[k][0]}, the config needs {shape}")
+        if header[k][1] not in FLOAT_DTYPES:
+            raise StaeError(f"{f}: weight {k} has dtype {header[k][1]}; model weights are floating point "
+                            f"({', '.join(FLOAT_DTYPES)})")
 
 
 def metadata_json(path: Union[str, Path], key: str) -> Any:

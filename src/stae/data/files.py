@@ -107,6 +107,23 @@ def _check_clips(path: Path, arr: np.ndarray, layout: str) -> None:
         raise StaeError(f"{path}: shape {arr.shape} has {arr.shape[2]} channels, expected 1 or 3 in (N, T, C, H, W)")
 
 
+def check_pixels(clip: np.ndarray, where: str) -> np.ndarray:
+    """``clip`` (frames of a clip file) if its values are pixels stae can read: uint8 (0..255) or
+    float in [0, 1] (a rounding excess of 1e-3 is clamped). Otherwise a :class:`StaeError` naming
+    ``where`` and the range found, so bad data is not blamed on training later ("loss became
+    nan ... try a lower lr")."""
+    if clip.dtype == np.uint8 or clip.size == 0:
+        return clip
+    lo, hi = float(np.min(clip)), float(np.max(clip))  # NaN propagates into both
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        raise StaeError(f"{where}: holds NaN or infinite values; frames must be uint8 (0..255) or float in [0, 1]")
+    if lo < -1e-3 or hi > 1 + 1e-3:
+        hint = (" (they look like 8-bit pixels stored as float: save them as uint8, or divide by 255)"
+                if lo >= 0 and hi <= 255 else "")
+        raise StaeError(f"{where}: values {lo:g}..{hi:g} are outside [0, 1]; float frames must be in [0, 1]{hint}")
+    return np.clip(clip, 0.0, 1.0) if lo < 0 or hi > 1 else clip
+
+
 def load_clip_file(path: str | os.PathLike) -> np.ndarray:
     """Clips ``(N, T, C, H, W)`` (uint8 0..255 or float32 0..1) from a .npy or .npz file.
 
@@ -190,6 +207,7 @@ class ClipFileDataset(Dataset):
         if not 0 <= i < len(self):
             raise IndexError(f"clip index {i} out of range for {len(self)} clips in {self.path}")
         clip = np.array(self.clips[i])  # a private, writable copy of the memory-mapped clip
+        clip = check_pixels(clip, f"{self.path}, clip {i}")
         clip = clip.astype(np.float32) / np.float32(255.0) if clip.dtype == np.uint8 else clip.astype(np.float32, copy=False)
         out = {"clip": torch.from_numpy(clip)}
         if self.with_truth:

@@ -133,6 +133,19 @@ def _video_frame_to_pil(frame, grayscale: bool, reformatter):
     return Image.fromarray(reformatter.reformat(frame, format="gray" if grayscale else "rgb24").to_ndarray())
 
 
+_WARNED_SHORT: set[str] = set()
+
+
+def warn_if_short(path: Path, found: int, stream) -> None:
+    """Warn once per file when a video yields fewer frames than its header announces (a
+    truncated download or copy): the missing frames are not invented, but the user should know."""
+    announced = int(getattr(stream, "frames", 0) or 0)
+    if 0 < found < announced and str(path) not in _WARNED_SHORT:
+        _WARNED_SHORT.add(str(path))
+        warnings.warn(f"{path}: {found} frames read, but its header announces {announced} (truncated video?)",
+                      stacklevel=3)
+
+
 # ---------------------------------------------------------------------------------------------
 # Index
 
@@ -180,6 +193,7 @@ def probe(path: str | os.PathLike) -> VideoInfo:
             if packet.size == 0:  # the demuxer's final flush packet
                 continue
             pts.append(packet.pts)
+        warn_if_short(path, len(pts), stream)
     except av.FFmpegError as e:
         raise StaeError(f"{path}: corrupt or truncated video ({e})") from None
     finally:
@@ -288,6 +302,7 @@ def iter_frames(path: str | os.PathLike, size=None, grayscale: bool = True, crop
         for frame in container.decode(container.streams.video[0]):
             n += 1
             yield _fit(_video_frame_to_pil(frame, grayscale, reformatter), size, crop)
+        warn_if_short(path, n, container.streams.video[0])
     except av.FFmpegError as e:
         raise StaeError(f"{path}: corrupt or truncated video after {n} frames ({e})") from None
     finally:

@@ -75,21 +75,36 @@ def _npz_member(path: Path, name: str) -> np.ndarray:
                     name_len = int.from_bytes(local[26:28], "little")
                     extra_len = int.from_bytes(local[28:30], "little")
                     f.seek(info.header_offset + 30 + name_len + extra_len)
-                    version = np.lib.format.read_magic(f)
-                    read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-                    shape, fortran, dtype = read_header(f)
+                    shape, dtype = _npy_header(f)
                     offset = f.tell()
-                if fortran or dtype.hasobject:
-                    raise ValueError("unsupported array layout")
                 if int(np.prod(shape)) == 0:
                     return np.zeros(shape, dtype)
                 return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape)
+            # A compressed member is read whole: refuse one that would not fit before reading it,
+            # from the sizes the zip directory and the array header declare (reading stops at the
+            # declared size, so a member cannot unpack to more than was checked).
             with zf.open(info) as f:
-                return np.lib.format.read_array(f, allow_pickle=False)
+                shape, dtype = _npy_header(f)
+                nbytes = int(np.prod(shape)) * dtype.itemsize
+                require_memory(max(info.file_size, nbytes), f"{path}: member {name!r} (compressed)")
+                data = f.read(nbytes)
+                if len(data) != nbytes:
+                    raise ValueError(f"member {name!r} holds {len(data)} bytes, its header says {nbytes}")
+                return np.frombuffer(data, dtype).reshape(shape)
     except KeyError:
         raise StaeError(f"{path}: no array {name!r} in this .npz") from None
     except (zipfile.BadZipFile, ValueError, OSError, EOFError) as e:
         raise StaeError(f"{path}: corrupt or truncated .npz ({e})") from None
+
+
+def _npy_header(f) -> tuple[tuple[int, ...], np.dtype]:
+    """(shape, dtype) of the .npy stream ``f`` positioned at its magic; plain C-order arrays only."""
+    version = np.lib.format.read_magic(f)
+    read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+    shape, fortran, dtype = read_header(f)
+    if fortran or dtype.hasobject:
+        raise ValueError("unsupported array layout")
+    return shape, dtype
 
 
 def _npz_names(path: Path) -> list[str]:
@@ -162,7 +177,13 @@ def read_meta(path: str | os.PathLike) -> dict[str, Any]:
     _missing(path)
     if path.suffix.lower() != ".npz" or "meta" not in _npz_names(path):
         return {}
-    return json.loads(str(_npz_member(path, "meta")[()]))
+    try:
+        meta = json.loads(str(_npz_member(path, "meta")[()]))
+    except (json.JSONDecodeError, IndexError, TypeError, ValueError) as e:
+        raise StaeError(f"{path}: its 'meta' member is not JSON ({e})") from None
+    if not isinstance(meta, dict):
+        raise StaeError(f"{path}: its 'meta' member is not a JSON object")
+    return meta
 
 
 class ClipFileDataset(Dataset):

@@ -144,7 +144,12 @@ def read_config_file(path: Union[str, Path]) -> dict[str, Any]:
     p = Path(path)
     if not p.is_file():
         raise StaeError(f"config file not found: {p}")
-    text = p.read_text()
+    try:
+        text = p.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise StaeError(f"{p}: not a text config (not UTF-8 at byte {e.start}); expected YAML or TOML") from None
+    if "\x00" in text:
+        raise StaeError(f"{p}: a binary file, not a YAML or TOML config")
     is_toml = p.suffix.lower() == ".toml"
     try:
         import tomllib  # Python >= 3.11

@@ -186,6 +186,23 @@ def check_panel_memory(frames: int, panels: int, h: int, w: int, scale: int) -> 
                    f"--scale {scale}: {frames} frames of {panels} panels of {scale * w}x{scale * h} pixels")
 
 
+def check_writable_dir(out_dir: Path, flag: str = "--out") -> None:
+    """Refuse, before any work, an output folder that is a file or cannot be created or written
+    (the nearest existing folder on its path decides)."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise StaeError(f"{flag} {out_dir}: exists and is not a directory")
+    base = out_dir.absolute()
+    while not base.exists():
+        base = base.parent
+    if not base.is_dir():
+        raise StaeError(f"{flag} {out_dir}: {base} is a file, not a directory")
+    try:  # a real write: permissions, read-only mounts and /proc all answer the same way
+        with tempfile.TemporaryFile(dir=base):
+            pass
+    except OSError as e:
+        raise StaeError(f"{flag} {out_dir}: cannot write in {base} ({e.strerror or e})") from None
+
+
 class OutputSet:
     """Files and folders written into ``out_dir`` only when complete.
 
@@ -199,8 +216,7 @@ class OutputSet:
 
     def __init__(self, out_dir: Union[str, os.PathLike], names: Sequence[str], force: bool = False) -> None:
         self.out_dir = Path(out_dir)
-        if self.out_dir.exists() and not self.out_dir.is_dir():
-            raise StaeError(f"--out {self.out_dir}: exists and is not a directory")
+        check_writable_dir(self.out_dir)
         self.names = list(names)
         existing = [n for n in self.names if (self.out_dir / n).exists()]
         if existing and not force:

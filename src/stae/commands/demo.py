@@ -73,12 +73,14 @@ def run(args: argparse.Namespace) -> int:
     from stae.weights import load_model
     from stae.data.moving_mnist import default_dataset
     from stae.evaluate import evaluate, format_table
+    from stae.predict import check_writable_dir
     from stae.training import load_config, train
     from stae.training.batches import fetch
 
     if not args.minutes > 0:
         raise StaeError(f"--minutes must be > 0, got {args.minutes}")
     out = Path(args.out)
+    check_writable_dir(out)  # before minutes of training, not after
     if out.exists() and any(out.iterdir()):
         raise StaeError(f"{out}: exists and is not empty; choose another --out (a demo never overwrites a run)")
     base = ["train.recipe=fast", f"train.seed={args.seed}", f"train.threads={args.threads}",

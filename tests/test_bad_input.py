@@ -345,3 +345,32 @@ def test_8_ignored_options_are_refused(capsys, world, tmp_path):
     refused(capsys, world, ["data", "inspect", clips, "--clip-len", "5"], "--clip-len")
     refused(capsys, world, ["train", "--print-config", "--recipe", "paper", "--set", "train.recipe=fast"], "--recipe")
     in_subprocess(world, ["evaluate", ck, "--mode", "next", "--horizon", "3"], "--horizon")
+
+
+# ------------------------------------------------------------------------------ 0. no code from files
+class _Payload:
+    """Unpickling this runs ``touch MARK``: what a hostile file would try."""
+
+    def __init__(self, mark: Path) -> None:
+        self.mark = mark
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.mark}",))
+
+
+def test_0_no_code_runs_from_files(capsys, world, tmp_path):
+    import pickle
+
+    mark = tmp_path / "ran"
+    # a training state that is a hostile pickle
+    run = tmp_path / "run"
+    train(resolve(tiny_raw(world["clips"], train={"max_steps": 2}, checkpoint={"every_steps": 2})), run, stop_after=1)
+    (run / "step-0000001" / rd.STATE_NAME).write_bytes(pickle.dumps(_Payload(mark)))
+    assert main(["train", "--resume", str(run)]) == 2
+    # a YAML config with a Python tag, a clip file holding an object array
+    (tmp_path / "c.yaml").write_text(f'train: !!python/object/apply:os.system ["touch {mark}"]\n')
+    assert main(["train", str(tmp_path / "c.yaml"), "--print-config"]) == 2
+    np.save(tmp_path / "obj.npy", np.array([_Payload(mark)] * 4, dtype=object).reshape(1, 1, 2, 2), allow_pickle=True)
+    assert main(["predict", str(world["ckpt"]), str(tmp_path / "obj.npy"), "--out", str(tmp_path / "p")]) == 2
+    err = capsys.readouterr().err
+    assert not mark.exists() and "Traceback" not in err

@@ -122,8 +122,13 @@ def test_clip_dataset_and_split_by_video(tree):
     other = {frozenset(v.path for v in vd.VideoClipDataset(root, clip_len=4, split="val", val_fraction=0.4, seed=s).videos)
              for s in range(6)}
     assert len(other) > 1  # the seed matters
-    with pytest.raises(StaeError, match="no videos in the 'val' split"):
-        vd.VideoClipDataset(root / "walk" / "b.mkv", clip_len=4, split="val")
+    # One video is a dataset too (issue 18): its clips are split in time, the last ones for val.
+    one = root / "walk" / "b.mkv"
+    tr1, va1 = (vd.VideoClipDataset(one, clip_len=4, step=4, split=s, val_fraction=0.25) for s in ("train", "val"))
+    assert tr1.clips + va1.clips == vd.VideoClipDataset(one, clip_len=4, step=4, split="all").clips
+    assert len(va1) == 1 and len(tr1) == 4
+    with pytest.raises(StaeError, match="one video"):
+        vd.VideoClipDataset(one, clip_len=4, split="val", val_fraction=0.0)
 
 
 @pytest.fixture(scope="module")

@@ -49,7 +49,7 @@ def test_evaluate_split_all_scores_every_held_out_video(toy, tmp_path, capsys):
     assert capsys.readouterr().out.startswith(f"6 clips of {root / 'heldout'}")
     report = json.loads(out.read_text())
     assert set(report["results"]) == {"model", "copy_last"}
-    # The default split (val) of a single video folder holds no video: a clear error.
-    assert main(["evaluate", str(ckpt), "--data", str(root / "heldout" / "still"), "--no-dis", "--out",
-                 str(tmp_path / "one.json")]) == 2
-    assert "use split='all'" in capsys.readouterr().err
+    # A folder holding one video is scored whole by default (no split of one video into none).
+    assert main(["evaluate", str(ckpt), "--data", str(root / "heldout" / "still"), "--no-dis", "--size", "32",
+                 "--out", str(tmp_path / "one.json")]) == 0
+    assert capsys.readouterr().out.startswith("3 clips of")

@@ -106,7 +106,10 @@ def test_cli_end_to_end(tmp_path, capsys):
         assert im.size == (2 * 56 + 3 * 2, 2 * (14 + 40 + 2 * 2))
     # The wrong sign gives a large error.
     write_flo(fl, -_pair(40, 56, "varying")[1])
-    assert main(["warp-check", str(fr), str(fl), str(nx), "--out", str(out)]) == 0
+    before = (out / "warp_check.json").read_bytes()
+    assert main(["warp-check", str(fr), str(fl), str(nx), "--out", str(out)]) == 2  # existing outputs are kept
+    assert "already exists (use --force" in capsys.readouterr().err and (out / "warp_check.json").read_bytes() == before
+    assert main(["warp-check", str(fr), str(fl), str(nx), "--out", str(out), "--force"]) == 0
     assert json.loads((out / "warp_check.json").read_text())["mean_abs_error"] > 0.1
 
 
@@ -137,18 +140,18 @@ def test_cli_bad_input_returns_2_and_keeps_outputs(tmp_path, capsys):
     capsys.readouterr()
     # Flow of another size than the frames.
     write_flo(tmp_path / "small.flo", np.zeros((10, 12, 2), np.float32))
-    assert main(["warp-check", str(fr), str(tmp_path / "small.flo"), str(nx), "--out", str(out)]) == 2
+    assert main(["warp-check", str(fr), str(tmp_path / "small.flo"), str(nx), "--out", str(out), "--force"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("stae: error: ") and "small.flo" in err and "12x10" in err
     # Frames of different sizes.
     Image.new("RGB", (20, 20)).save(tmp_path / "tiny.png")
-    assert main(["warp-check", str(fr), str(fl), str(tmp_path / "tiny.png"), "--out", str(out)]) == 2
+    assert main(["warp-check", str(fr), str(fl), str(tmp_path / "tiny.png"), "--out", str(out), "--force"]) == 2
     # A PNG where the .flo should be (bad magic), a missing file, a wrong argument count.
-    assert main(["warp-check", str(fr), str(nx), str(nx), "--out", str(out)]) == 2
+    assert main(["warp-check", str(fr), str(nx), str(nx), "--out", str(out), "--force"]) == 2
     assert "magic" in capsys.readouterr().err
-    assert main(["warp-check", str(fr), str(tmp_path / "nope.flo"), str(nx), "--out", str(out)]) == 2
-    assert main(["warp-check", str(fr), str(fl), "--out", str(out)]) == 2
-    assert main(["warp-check", str(fr), str(fl), str(nx), "--flow-dir", str(tmp_path), "--out", str(out)]) == 2
+    assert main(["warp-check", str(fr), str(tmp_path / "nope.flo"), str(nx), "--out", str(out), "--force"]) == 2
+    assert main(["warp-check", str(fr), str(fl), "--out", str(out), "--force"]) == 2
+    assert main(["warp-check", str(fr), str(fl), str(nx), "--flow-dir", str(tmp_path), "--out", str(out), "--force"]) == 2
     assert (out / "warp_check.json").read_bytes() == before
 
 

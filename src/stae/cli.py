@@ -31,8 +31,18 @@ COMMANDS = [
 ]
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with the CLI's one error line: ``stae: error: --flag: <problem> (see stae <command>
+    --help)`` (no usage block), status 2, like every other bad input. Subcommand parsers are of
+    this class too."""
+
+    def error(self, message: str):  # type: ignore[override]
+        message = message[len("argument "):] if message.startswith("argument ") else message
+        self.exit(2, f"stae: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="stae",
         description="Spatio-temporal video autoencoder with differentiable memory (Patraucean et al. 2015).",
     )
@@ -46,9 +56,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings as one ``stae: warning:`` line (not Python's two, with a source line)."""
+    print(f"stae: warning: {' '.join(str(message).split())}", file=sys.stderr if file is None else file)
+
+
 def main(argv: list[str] | None = None) -> int:
+    import warnings
+
+    shown, warnings.showwarning = warnings.showwarning, _one_line_warning
+    try:
+        return _run(argv)
+    finally:
+        warnings.showwarning = shown
+
+
+def _run(argv: list[str] | None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # --help (0) or a bad flag (2, already printed as one line)
+        return e.code if isinstance(e.code, int) else 2
     try:
         rc = args.func(args)
     except (StaeError, FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError) as e:
@@ -64,6 +92,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("stae: interrupted", file=sys.stderr)
         return 130
+    except MemoryError:
+        # A size the budget checks (stae.machine.require_memory) did not foresee: still one line.
+        if os.environ.get("STAE_DEBUG"):
+            raise
+        print("stae: error: out of memory: the sizes asked for need more memory than this machine has",
+              file=sys.stderr)
+        return 1
     return int(rc or 0)
 
 

@@ -20,17 +20,25 @@ from stae.errors import StaeError
 
 @dataclasses.dataclass(frozen=True)
 class Range:
-    """Bounds of a numeric field (inclusive; None = unbounded), for ``Annotated[int, Range(1)]``."""
+    """Bounds of a numeric field (None = unbounded), for ``Annotated[int, Range(1)]``: inclusive,
+    or exclusive with ``lo_open``/``hi_open`` (``Range(0, lo_open=True)`` is "> 0")."""
 
     lo: Optional[float] = None
     hi: Optional[float] = None
+    lo_open: bool = False
+    hi_open: bool = False
+
+    def describe(self) -> str:
+        lo = "" if self.lo is None else f"{'>' if self.lo_open else '>='} {self.lo:g}"
+        hi = "" if self.hi is None else f"{'<' if self.hi_open else '<='} {self.hi:g}"
+        return " and ".join(x for x in (lo, hi) if x)
 
     def check(self, key: str, value: Any) -> None:
         for v in value if isinstance(value, tuple) else (value,):
-            if (self.lo is not None and v < self.lo) or (self.hi is not None and v > self.hi):
-                lo = "" if self.lo is None else f">= {self.lo:g}"
-                hi = "" if self.hi is None else f"<= {self.hi:g}"
-                raise StaeError(f"config key {key!r}: must be {' and '.join(x for x in (lo, hi) if x)}, got {v}")
+            low = self.lo is not None and (v <= self.lo if self.lo_open else v < self.lo)
+            high = self.hi is not None and (v >= self.hi if self.hi_open else v > self.hi)
+            if low or high:
+                raise StaeError(f"config key {key!r}: must be {self.describe()}, got {v}")
 
 
 def choices(tp: Any) -> Optional[tuple]:

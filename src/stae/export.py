@@ -111,6 +111,9 @@ def export_model(model: SpatioTemporalAutoencoder, path: Union[str, os.PathLike]
         raise StaeError(f"--batch must be >= 1, got {batch}")
     size = default_size(model) if size is None else size
     model.check_frame_shape((model.config.in_channels, *size), "--size")
+    from stae.machine import activation_bytes, require_memory
+
+    require_memory(2 * activation_bytes(model.config, batch, *size), f"tracing for --batch {batch} --size {size[0]}x{size[1]}")
     meta = _description(model, batch, size)
     # The fast paths compute the same function faster in eager PyTorch, but FFT convolution has
     # no ONNX counterpart and the exporter mistranslates the sub-pixel decoder's phase kernels

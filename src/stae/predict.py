@@ -177,6 +177,32 @@ def check_video_options(fps: float, scale: Optional[int], max_frames: Optional[i
         raise StaeError(f"--max-frames must be >= 2, got {max_frames}")
 
 
+def check_panel_memory(frames: int, panels: int, h: int, w: int, scale: int) -> None:
+    """Refuse a --scale whose magnified RGB panels (``frames`` rows of ``panels`` panels of
+    ``h`` x ``w`` pixels) cannot be held in memory, before drawing them."""
+    from stae.machine import require_memory
+
+    require_memory(2.0 * frames * panels * 3 * (scale * h) * (scale * w),
+                   f"--scale {scale}: {frames} frames of {panels} panels of {scale * w}x{scale * h} pixels")
+
+
+def check_writable_dir(out_dir: Path, flag: str = "--out") -> None:
+    """Refuse, before any work, an output folder that is a file or cannot be created or written
+    (the nearest existing folder on its path decides)."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise StaeError(f"{flag} {out_dir}: exists and is not a directory")
+    base = out_dir.absolute()
+    while not base.exists():
+        base = base.parent
+    if not base.is_dir():
+        raise StaeError(f"{flag} {out_dir}: {base} is a file, not a directory")
+    try:  # a real write: permissions, read-only mounts and /proc all answer the same way
+        with tempfile.TemporaryFile(dir=base):
+            pass
+    except OSError as e:
+        raise StaeError(f"{flag} {out_dir}: cannot write in {base} ({e.strerror or e})") from None
+
+
 class OutputSet:
     """Files and folders written into ``out_dir`` only when complete.
 
@@ -190,8 +216,7 @@ class OutputSet:
 
     def __init__(self, out_dir: Union[str, os.PathLike], names: Sequence[str], force: bool = False) -> None:
         self.out_dir = Path(out_dir)
-        if self.out_dir.exists() and not self.out_dir.is_dir():
-            raise StaeError(f"--out {self.out_dir}: exists and is not a directory")
+        check_writable_dir(self.out_dir)
         self.names = list(names)
         existing = [n for n in self.names if (self.out_dir / n).exists()]
         if existing and not force:
@@ -290,6 +315,7 @@ def predict_video(model: SpatioTemporalAutoencoder, source: Union[str, os.PathLi
         raise StaeError(f"--context {k}: the video gives only {len(shown)} step(s) to show; use --context {len(shown)} or less")
     h, w = fit.size
     scale = max(1, -(-128 // h)) if scale is None else scale  # frames at least 128 px tall by default
+    check_panel_memory(len(shown), 4, h, w, scale)
 
     per_step = [{"t": r.t, "l2_pred": l2(r.pred, r.target), "l2_copy_last": l2(r.frame, r.target),
                  "max_flow_pixels": flow_radius(r.flow, stride)} for r in shown]

@@ -369,7 +369,7 @@ def propagate_video(model: SpatioTemporalAutoencoder, out_dir: Union[str, os.Pat
     the model's memory. Outputs are numbered by video frame.
     """
     from stae.data.frames import fitted_frames
-    from stae.predict import OutputSet, check_video_options
+    from stae.predict import OutputSet, check_panel_memory, check_video_options
 
     check_video_options(fps, scale, max_frames)
     if (video is None) == (moving_mnist is None):
@@ -390,6 +390,7 @@ def propagate_video(model: SpatioTemporalAutoencoder, out_dir: Union[str, os.Pat
     res = propagate(model, fitted, fit.labels(src.labels0), truth, methods, start=start)
     summary = _summary(res, src, fit, methods, start)
     scale = max(1, -(-128 // fit.size[0])) if scale is None else scale
+    check_panel_memory(summary["frames"], len(methods) + 2, *fit.size, scale)
     with outputs:
         _write_outputs(outputs, res, methods if src.has_truth else None, start, scale, fps)
         outputs.path("propagate.json").write_text(json.dumps(summary, indent=2) + "\n")

@@ -169,13 +169,16 @@ def folder_pairs(folder: Path, flow_dir: Path) -> list[tuple[Path, Path, Path]]:
 
 
 def warp_check(pairs: Sequence[tuple[Path, Path, Path]], out: str | Path, mode: str = "reconstruct",
-               max_radius: Optional[float] = None) -> dict[str, Any]:
+               max_radius: Optional[float] = None, force: bool = False) -> dict[str, Any]:
     """Run the check on every (FRAME, FLOW, NEXT) file triple, then write ``out/warp_check.json``
     (the summary returned here: means over the pairs, one record per pair) and
     ``out/warp_check.png`` (the first pair, Fig. 3-style; flow colours at full strength at
     ``max_radius`` pixels, default the flow's maximum). Everything is computed before anything
-    is written: bad input leaves ``out`` untouched."""
+    is written: bad input leaves ``out`` untouched, and existing outputs are refused unless ``force``."""
+    from stae.predict import OutputSet
+
     _check_mode(mode)
+    outputs = OutputSet(out, [JSON_NAME, FIGURE_NAME], force)  # refuses before any work
     if not pairs:
         raise StaeError("pairs: give at least one (frame, flow, next) triple")
     if max_radius is not None and not max_radius > 0:
@@ -198,7 +201,9 @@ def warp_check(pairs: Sequence[tuple[Path, Path, Path]], out: str | Path, mode: 
         "paper_sintel_mean_abs_error": PAPER_SINTEL_ERROR,
         "pairs": records,
     }
-    _write(Path(out), summary, *first, max_radius)
+    with outputs:
+        _write(outputs, summary, *first, max_radius)
+        outputs.commit()
     return summary
 
 
@@ -207,12 +212,10 @@ def _finite_mean(vals: list[float]) -> float:
     return float(np.mean(vals)) if vals else float("nan")
 
 
-def _write(out: Path, summary: dict[str, Any], flow: torch.Tensor, r: dict[str, Any],
+def _write(outputs, summary: dict[str, Any], flow: torch.Tensor, r: dict[str, Any],
            max_radius: Optional[float]) -> None:
-    from stae.weights import atomic_write_bytes
-
-    out.mkdir(parents=True, exist_ok=True)
+    """The figure and the JSON into the staging folder of ``outputs`` (a predict.OutputSet)."""
     fig = warp_figure(r["sampler_input"], flow, r["target"], r["sampled"], convention="forward",
                       max_radius=max_radius, labels=_FIGURE_LABELS[summary["mode"]])
-    save_png(fig, out / FIGURE_NAME)
-    atomic_write_bytes(out / JSON_NAME, (json.dumps(summary, indent=2) + "\n").encode())
+    save_png(fig, outputs.path(FIGURE_NAME))
+    outputs.path(JSON_NAME).write_text(json.dumps(summary, indent=2) + "\n")

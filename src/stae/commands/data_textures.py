@@ -7,6 +7,7 @@ Every value is parsed here, not by argparse, so that any bad option is one
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 from pathlib import Path
@@ -18,9 +19,12 @@ def _number(flag: str, text: str | None, kind=float):
     if text is None:
         return None
     try:
-        return kind(text)
+        x = kind(text)
     except ValueError:
         raise StaeError(f"{flag}: expected {'an integer' if kind is int else 'a number'}, got {text!r}") from None
+    if not math.isfinite(x):
+        raise StaeError(f"{flag}: expected a finite number, got {text!r}")
+    return x
 
 
 def _pair(flag: str, text: str | None, kind=float):

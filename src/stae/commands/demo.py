@@ -19,6 +19,7 @@ import json
 import time
 from pathlib import Path
 
+from stae.commands import number
 from stae.errors import StaeError
 
 EVAL_CLIPS = 48  # test sequences scored after training
@@ -37,10 +38,10 @@ def register(subparsers) -> None:
                     "(configs/vanilla-mmnist.yaml) on generated binary Moving MNIST for --minutes of wall-clock "
                     "time, score it beside the shipped vanilla-mmnist model, copy-last and OpenCV DIS on 48 test "
                     "sequences, and write OUT/figure.png, OUT/eval.json and the run in OUT/run.")
-    p.add_argument("--minutes", type=float, default=3.0, help="training time budget (default 3)")
+    p.add_argument("--minutes", type=number(0, 10**5, above=True), default=3.0, help="training time budget (default 3)")
     p.add_argument("--out", default="runs/demo", help="output directory (default runs/demo); must be new or empty")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=0,
+    p.add_argument("--seed", type=number(0, 2**32 - 1, integer=True), default=0)
+    p.add_argument("--threads", type=number(0, 4096, integer=True), default=0,
                    help="torch CPU threads (default: torch's choice; 1 is faster on a busy shared machine)")
     p.set_defaults(func=run)
 
@@ -78,11 +79,13 @@ def _probe_updates_per_minute(cfg) -> float:
 
 
 def run(args: argparse.Namespace) -> int:
+    from stae.predict import check_writable_dir
     from stae.training import load_config, train
 
     if not args.minutes > 0:
         raise StaeError(f"--minutes must be > 0, got {args.minutes}")
     out = Path(args.out)
+    check_writable_dir(out)  # before minutes of training, not after
     if out.exists() and any(out.iterdir()):
         raise StaeError(f"{out}: exists and is not empty; choose another --out (a demo never overwrites a run)")
     base = RECIPE + [f"train.seed={args.seed}", f"train.threads={args.threads}"]

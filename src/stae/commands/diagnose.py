@@ -7,6 +7,7 @@ import argparse
 import json
 from pathlib import Path
 
+from stae.commands import number
 from stae.errors import StaeError
 
 
@@ -23,11 +24,11 @@ def register(subparsers) -> None:
     p.add_argument("--data", choices=("auto", "binary", "float"), default="auto",
                    help="binary frames (Table 2, BCE) or float frames (Table 3, squared error); "
                         "auto (default): binary for a model with a sigmoid output, float otherwise")
-    p.add_argument("--sequences", type=int, default=64, metavar="N",
+    p.add_argument("--sequences", type=number(1, 10**6, integer=True), default=64, metavar="N",
                    help="the first N sequences of the test split (default 64, at most 2000)")
-    p.add_argument("--context", type=int, default=10, metavar="K",
+    p.add_argument("--context", type=number(1, 1000, integer=True), default=10, metavar="K",
                    help="frames fed before the scored frame K (default 10, as Table 2)")
-    p.add_argument("--batch-size", type=int, default=64, help="sequences per batch (memory only; default 64)")
+    p.add_argument("--batch-size", type=number(1, 65536, integer=True), default=64, help="sequences per batch (memory only; default 64)")
     p.add_argument("--out", "--json", dest="out", default=None, metavar="FILE.json",
                    help="also write the numbers to this JSON file (refused if it exists, unless --force)")
     p.add_argument("--force", action="store_true", help="overwrite an existing --out")

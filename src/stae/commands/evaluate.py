@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 from stae.errors import StaeError
-from stae.commands import parse_size
+from stae.commands import number, parse_size
 
 
 def register(subparsers) -> None:
@@ -23,28 +23,50 @@ def register(subparsers) -> None:
                    help="moving-mnist (the generated test set: 2,000 sequences, seed 2, test digits, with true flow), "
                         "a clip file (.npy such as mnist_test_seq.npy, or .npz), or a folder of videos")
     p.add_argument("--mode", choices=("next", "rollout"), default="next")
-    p.add_argument("--context", type=int, default=10, help="tau: context frames fed before predicting (default 10)")
-    p.add_argument("--horizon", type=int, default=10, help="rollout: frames predicted (default 10)")
-    p.add_argument("--limit", type=int, default=None, help="evaluate only the first N clips")
-    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--context", type=number(1, 1000, integer=True), default=10, help="tau: context frames fed before predicting (default 10)")
+    p.add_argument("--horizon", type=number(1, 1000, integer=True), default=None,
+                   help="--mode rollout only: frames predicted (default 10)")
+    p.add_argument("--limit", type=number(1, 10**9, integer=True), default=None, help="evaluate only the first N clips")
+    p.add_argument("--batch-size", type=number(1, 65536, integer=True), default=8)
     p.add_argument("--binary", action="store_true", help="moving-mnist: binary frames (Table 2; reports BCE)")
     p.add_argument("--lines", action="store_true", help="moving-mnist: the variant with two lines (Sec. 4.1)")
     p.add_argument("--size", type=parse_size, default=None, metavar="HxW",
                    help="moving-mnist/videos: frame size, N or HxW (default: 64)")
-    p.add_argument("--split", choices=("train", "val", "all"), default="val",
-                   help="videos: the training run's split of the folder (default val), or all of its videos "
-                        "(a folder of held-out videos)")
+    p.add_argument("--split", choices=("train", "val", "all"), default=None,
+                   help="a folder of videos: the training run's split (default val), or all of its videos (a "
+                        "folder of held-out videos); one video or frame folder: all of it")
     p.add_argument("--no-dis", action="store_true", help="skip the OpenCV DIS baseline")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"),
                    help="auto (default, as train.device: CUDA > MPS > CPU), cpu, cuda or mps")
-    p.add_argument("--out", default=None, help="JSON file (default: ./eval_<mode>.json)")
+    p.add_argument("--out", default=None, help="JSON file (default: ./eval_<mode>.json); refused if it exists")
+    p.add_argument("--force", action="store_true", help="overwrite an existing --out")
     p.set_defaults(func=run)
 
 
+MOVING_MNIST = ("moving-mnist", "moving_mnist", "mmnist")
+
+
+def check_options(args: argparse.Namespace) -> None:
+    """Refuse options that the chosen --mode and --data would ignore, naming them."""
+    if args.mode == "next" and args.horizon is not None:
+        raise StaeError("--horizon applies to --mode rollout; --mode next predicts one frame")
+    if args.data in MOVING_MNIST:
+        kind, given = "--data moving-mnist", [("--split", args.split is not None)]
+    else:
+        clip_file = Path(args.data).suffix.lower() in (".npy", ".npz")
+        kind = "a clip file" if clip_file else "videos"
+        given = [("--binary", args.binary), ("--lines", args.lines)]
+        given += [("--size", args.size is not None), ("--split", args.split is not None)] if clip_file else []
+    for flag, on in given:
+        if on:
+            raise StaeError(f"{flag} does not apply to {kind} (--data {args.data})")
+
+
 def build_eval_dataset(spec: str, need: int, binary: bool = False, lines: bool = False, size: tuple[int, int] | None = None,
-                       split: str = "val", in_channels: int = 1):
-    """The dataset named by ``--data``: 'moving-mnist', a clip file, or a video folder."""
-    if spec in ("moving-mnist", "moving_mnist", "mmnist"):
+                       split: str | None = None, in_channels: int = 1):
+    """The dataset named by ``--data``: 'moving-mnist', a clip file, or videos (a folder of them,
+    split ``split``, default 'val'; or one video file / frame folder, all of it by default)."""
+    if spec in MOVING_MNIST:
         from stae.data.moving_mnist import default_dataset
         return default_dataset("test", num_frames=max(20, need), binary=binary, lines=lines,
                                size=size or (64, 64), with_truth=True)
@@ -54,16 +76,19 @@ def build_eval_dataset(spec: str, need: int, binary: bool = False, lines: bool =
     if path.is_file() and path.suffix.lower() in (".npy", ".npz"):
         from stae.data.files import ClipFileDataset
         return ClipFileDataset(path)
-    from stae.data.video import VideoClipDataset
+    from stae.data.video import VideoClipDataset, find_videos
+    if split is None:
+        split = "all" if len(find_videos(path)) == 1 else "val"
     return VideoClipDataset(path, clip_len=need, size=size or (64, 64), grayscale=in_channels == 1, split=split)
 
 
 def run(args: argparse.Namespace) -> int:
     from stae.weights import load_model, resolve_checkpoint
     from stae.evaluate import evaluate, format_table
+    from stae.predict import OutputSet
 
-    if args.context < 1 or args.horizon < 1 or (args.limit is not None and args.limit < 1) or args.batch_size < 1:
-        raise StaeError("--context, --horizon, --limit and --batch-size must be >= 1")
+    check_options(args)
+    horizon = 10 if args.horizon is None else args.horizon
     import torch
     if args.device == "auto":
         args.device = ("cuda" if torch.cuda.is_available() else
@@ -71,18 +96,26 @@ def run(args: argparse.Namespace) -> int:
     elif args.device == "cuda" and not torch.cuda.is_available() or (
             args.device == "mps" and not torch.backends.mps.is_available()):
         raise StaeError(f"--device {args.device}: not available on this machine")
+    out = Path(args.out) if args.out else Path(f"eval_{args.mode}.json")
+    if out.is_dir():
+        raise StaeError(f"--out {out}: is a directory, expected a JSON file name")
+    outputs = OutputSet(out.parent, [out.name], args.force)  # refused (or unwritable) before any work
     model = load_model(args.checkpoint, map_location=args.device)
-    need = args.context + (1 if args.mode == "next" else args.horizon)
+    need = args.context + (1 if args.mode == "next" else horizon)
+    from stae.machine import activation_bytes, require_memory
+    h, w = args.size or (64, 64)
+    require_memory(activation_bytes(model.config, args.batch_size, h, w, frames=2),
+                   f"--batch-size {args.batch_size} of {w}x{h} frames")
     ds = build_eval_dataset(args.data, need, args.binary, args.lines, args.size, args.split, model.config.in_channels)
-    report = evaluate(model, ds, context=args.context, mode=args.mode, horizon=args.horizon,
+    report = evaluate(model, ds, context=args.context, mode=args.mode, horizon=horizon,
                       batch_size=args.batch_size, limit=args.limit,
                       baselines=("copy_last",) if args.no_dis else ("copy_last", "dis"),
                       binary=True if args.binary else None, device=args.device, progress=True)
     report = {"checkpoint": str(resolve_checkpoint(args.checkpoint)), "data": args.data,
               "model_config": model.config.to_dict(), **report}
-    out = Path(args.out) if args.out else Path(f"eval_{args.mode}.json")
-    from stae.weights import atomic_write_bytes
-    atomic_write_bytes(out, (json.dumps(report, indent=2) + "\n").encode())
+    with outputs:
+        outputs.path(out.name).write_text(json.dumps(report, indent=2) + "\n")
+        outputs.commit()
     p = report["protocol"]
     print(f"{p['clips']} clips of {args.data}: {p['frames']}")
     print(format_table(report))

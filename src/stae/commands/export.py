@@ -7,7 +7,7 @@ import argparse
 
 from stae.weights import load_model
 from stae.export import FORMATS, default_size, export_model, io_names, state_shapes
-from stae.commands import parse_size
+from stae.commands import number, parse_size
 
 
 def register(subparsers) -> None:
@@ -26,7 +26,7 @@ def register(subparsers) -> None:
     p.add_argument("--out", required=True, metavar="FILE", help="output file (e.g. model.pt or model.onnx)")
     p.add_argument("--size", type=parse_size, default=None, metavar="HxW",
                    help="frame size to export for (default: 64x64, or the fc model's fixed size)")
-    p.add_argument("--batch", type=int, default=1, help="batch size to export for (default 1)")
+    p.add_argument("--batch", type=number(1, 65536, integer=True), default=1, help="batch size to export for (default 1)")
     p.add_argument("--force", action="store_true", help="overwrite an existing --out")
     p.set_defaults(func=run)
 

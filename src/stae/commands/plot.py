@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 
+from stae.commands import number
 from stae.errors import StaeError
 from stae.training.run_dir import metrics_file, read_metrics
 from stae.viz import smooth
@@ -81,7 +82,7 @@ def register(subparsers) -> None:
     p.add_argument("--kind", choices=("train", "val", "both"), default="train",
                    help="training records (default, as Fig. 6), validation records, or both")
     p.add_argument("--x", choices=("step", "epoch", "time"), default="step", help="horizontal axis (default step)")
-    p.add_argument("--smooth", type=int, default=1, metavar="N", help="moving average over N logged points")
+    p.add_argument("--smooth", type=number(1, 10**6, integer=True), default=1, metavar="N", help="moving average over N logged points")
     p.add_argument("--logy", action="store_true", help="logarithmic vertical axis")
     p.add_argument("--names", default=None, help="comma-separated legend names, one per run")
     p.add_argument("--title", default=None)

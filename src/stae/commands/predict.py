@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 
 from stae.weights import load_model
-from stae.commands import parse_size
+from stae.commands import number, parse_size
 from stae.predict import predict_video
 
 
@@ -34,21 +34,21 @@ def register(subparsers) -> None:
     p.add_argument("checkpoint", metavar="CHECKPOINT")
     p.add_argument("input", metavar="INPUT", help="video file, folder of frames, or clip file (.npy/.npz)")
     p.add_argument("--out", default="predict", help="output directory (default: ./predict)")
-    p.add_argument("--index", type=int, default=None, help="clip files: which sequence (default 0)")
+    p.add_argument("--index", type=number(integer=True), default=None, help="clip files: which sequence (default 0)")
     p.add_argument("--size", type=parse_size, default=None, metavar="HxW",
                    help="crop to this aspect ratio and resize (default: centre crop to a multiple of the stride)")
-    p.add_argument("--horizon", type=int, default=1, metavar="K",
+    p.add_argument("--horizon", type=number(1, 1000, integer=True), default=1, metavar="K",
                    help="predict K frames ahead, feeding predictions back (default 1)")
     p.add_argument("--steps", type=_int_list, default=None, metavar="T,T,...",
                    help="time steps t shown in figure.png; negative counts from the end (default: 3 spread out)")
-    p.add_argument("--context", type=int, default=None, metavar="k",
+    p.add_argument("--context", type=number(1, 100, integer=True), default=None, metavar="k",
                    help="input frames shown per figure row (default 5, as Fig. 5; the paper's Fig. 7 uses 3)")
-    p.add_argument("--max-flow", type=float, default=None, metavar="PIXELS",
+    p.add_argument("--max-flow", type=number(0, 10**6, above=True), default=None, metavar="PIXELS",
                    help="flow magnitude drawn at full colour, in image pixels (default: the video's largest)")
     p.add_argument("--flo", action="store_true", help="also write every frame's flow as a .flo file")
-    p.add_argument("--fps", type=float, default=10.0, help="frame rate of the MP4/GIF (default 10)")
-    p.add_argument("--scale", type=int, default=None, metavar="N", help="magnify panels N times (default: to >= 128 px)")
-    p.add_argument("--max-frames", type=int, default=None, metavar="N", help="read at most N frames of INPUT")
+    p.add_argument("--fps", type=number(0, 1000, above=True), default=10.0, help="frame rate of the MP4/GIF (default 10)")
+    p.add_argument("--scale", type=number(1, 64, integer=True), default=None, metavar="N", help="magnify panels N times (default: to >= 128 px)")
+    p.add_argument("--max-frames", type=number(1, 10**7, integer=True), default=None, metavar="N", help="read at most N frames of INPUT")
     p.add_argument("--force", action="store_true", help="overwrite existing outputs in --out")
     p.set_defaults(func=run)
 

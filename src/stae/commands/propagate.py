@@ -7,7 +7,7 @@ import argparse
 
 from stae.weights import load_model
 from stae.errors import StaeError
-from stae.commands import parse_size
+from stae.commands import number, parse_size
 from stae.propagate import propagate_video
 
 _MM_DEFAULTS = {"split": "test", "num_frames": 20, "size": 64, "num_digits": 2, "binary": False, "lines": False}
@@ -34,25 +34,25 @@ def register(subparsers) -> None:
                    help="the labels of the first frame (or of frame --start): gray/palette/16-bit PNG of integers, 0 = background")
     p.add_argument("--true-masks", metavar="DIR", default=None,
                    help="folder of PNG label maps, one per frame in name order, for IoU")
-    p.add_argument("--index", type=int, default=None, help="clip files: which sequence (default 0)")
-    p.add_argument("--start", type=int, default=0, metavar="K",
+    p.add_argument("--index", type=number(integer=True), default=None, help="clip files: which sequence (default 0)")
+    p.add_argument("--start", type=number(0, 10**7, integer=True), default=0, metavar="K",
                    help="the labels are frame K's (default 0); frames 0..K-1 only fill the model's memory, so "
                         "its first flow is not a guess from one frame")
-    p.add_argument("--moving-mnist", type=int, default=None, metavar="INDEX",
+    p.add_argument("--moving-mnist", type=number(0, 10**8, integer=True), default=None, metavar="INDEX",
                    help="instead of VIDEO: generated Moving MNIST sequence INDEX, digit masks as labels and truth")
     g = p.add_argument_group("--moving-mnist options (match the data the model was trained on)")
     g.add_argument("--split", choices=("train", "val", "test"), default=None, help="default test")
-    g.add_argument("--frames", type=int, default=None, dest="num_frames", metavar="N", help="frames per sequence (default 20)")
-    g.add_argument("--image-size", type=int, default=None, metavar="N", help="canvas side in pixels (default 64; "
+    g.add_argument("--frames", type=number(2, 10_000, integer=True), default=None, dest="num_frames", metavar="N", help="frames per sequence (default 20)")
+    g.add_argument("--image-size", type=number(1, 8192, integer=True), default=None, metavar="N", help="canvas side in pixels (default 64; "
                    "stae data moving-mnist calls it --size)")
-    g.add_argument("--digits", type=int, default=None, dest="num_digits", metavar="N", help="digits per sequence (default 2)")
+    g.add_argument("--digits", type=number(1, 100, integer=True), default=None, dest="num_digits", metavar="N", help="digits per sequence (default 2)")
     g.add_argument("--binary", action="store_true", default=None, help="binarised frames")
     g.add_argument("--lines", action="store_true", default=None, help="add the paper's two static lines")
     p.add_argument("--size", type=parse_size, default=None, metavar="HxW",
                    help="crop to this aspect ratio and resize (default: centre crop to a multiple of the stride)")
-    p.add_argument("--max-frames", type=int, default=None, metavar="N", help="use at most N frames")
-    p.add_argument("--fps", type=float, default=5.0, help="GIF frame rate (default 5)")
-    p.add_argument("--scale", type=int, default=None, metavar="N", help="magnify GIF panels N times (default: to >= 128 px)")
+    p.add_argument("--max-frames", type=number(1, 10**7, integer=True), default=None, metavar="N", help="use at most N frames")
+    p.add_argument("--fps", type=number(0, 1000, above=True), default=5.0, help="GIF frame rate (default 5)")
+    p.add_argument("--scale", type=number(1, 64, integer=True), default=None, metavar="N", help="magnify GIF panels N times (default: to >= 128 px)")
     p.add_argument("--force", action="store_true", help="overwrite existing outputs in --out")
     p.add_argument("--out", default="propagate", help="output directory (default: ./propagate)")
     p.set_defaults(func=run)

@@ -22,7 +22,9 @@ def register(subparsers) -> None:
     p.add_argument("--set", "-s", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override one config value, e.g. --set train.lr=3e-4 --set model.preset=conv-2enc-1lstm "
                         "(repeatable; values are YAML: true, null, [16, 32])")
-    p.add_argument("--recipe", choices=None, default=None, help="shorthand for --set train.recipe=NAME (paper, fast)")
+    p.add_argument("--recipe", choices=("fast", "paper"), default=None,
+                   help="shorthand for --set train.recipe=NAME (over CONFIG's train.recipe, like any --set); giving "
+                        "both --recipe and --set train.recipe with different names is an error")
     p.add_argument("--resume", metavar="RUN_DIR", default=None,
                    help="continue RUN_DIR from its newest checkpoint, with its resolved.yaml (+ --set overrides)")
     p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
@@ -36,13 +38,18 @@ def run(args: argparse.Namespace) -> int:
     from stae.training import load_config, load_run_config, train
 
     if args.summarize:
+        other = [f for f, v in (("CONFIG", args.config), ("--set", args.overrides), ("--recipe", args.recipe),
+                                ("--resume", args.resume), ("--out", args.out), ("--print-config", args.print_config)) if v]
+        if other:
+            raise StaeError(f"--summarize only rewrites RUN_DIR/result.json; {other[0]} does not apply with it")
         return summarize(Path(args.summarize))
-    overrides = list(args.overrides)
-    if args.recipe:
-        overrides.insert(0, f"train.recipe={args.recipe}")
+    overrides = _overrides(args)
     if args.resume:
         if args.config:
             raise StaeError("--resume takes the config from RUN_DIR/resolved.yaml; drop CONFIG (use --set to change keys)")
+        if args.out:
+            raise StaeError(f"--out does not apply with --resume: the run continues in {args.resume} (to branch a "
+                            f"finished run, copy its directory and resume the copy)")
         run_dir = Path(args.resume)
         cfg = load_run_config(run_dir, overrides)
     else:
@@ -53,6 +60,15 @@ def run(args: argparse.Namespace) -> int:
         print(cfg.to_yaml(), end="")
         return 0
     res = train(cfg, run_dir, resume=bool(args.resume))
+    if res.stopped in ("SIGINT", "SIGTERM"):
+        import signal
+        import sys
+
+        from stae.training.run_dir import last_good
+
+        print(f"stae: {res.stopped}: stopped at update {res.step}/{res.total_steps}; checkpoint {last_good(run_dir)} "
+              f"(continue with: stae train --resume {run_dir})", file=sys.stderr)
+        return 128 + int(getattr(signal, res.stopped))
     if int(__import__("os").environ.get("RANK", "0")) == 0:
         val = f", validation loss {res.last_val:.6g} (best {res.best_val:.6g})" if res.last_val is not None else ""
         how = "stopped at the time limit" if res.stopped == "time limit" else "finished"
@@ -60,6 +76,21 @@ def run(args: argparse.Namespace) -> int:
         print(f"run directory: {run_dir}  (checkpoints step-*/ and best/, metrics.jsonl, result.json, "
               f"tb/ for TensorBoard)")
     return 0
+
+
+def _overrides(args: argparse.Namespace) -> list[str]:
+    """The --set overrides, with --recipe as ``train.recipe=NAME`` first (so it overrides CONFIG);
+    a --set train.recipe naming another recipe is refused rather than silently winning."""
+    overrides = list(args.overrides)
+    if args.recipe:
+        from stae.training.run_config import parse_value
+
+        for item in overrides:
+            key, _, value = item.partition("=")
+            if key.strip() == "train.recipe" and parse_value(value.strip()) != args.recipe:
+                raise StaeError(f"--recipe {args.recipe} and --set {item.strip()} disagree; give one of them")
+        overrides.insert(0, f"train.recipe={args.recipe}")
+    return overrides
 
 
 def summarize(run_dir: Path) -> int:

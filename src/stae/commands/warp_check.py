@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from stae.commands import number
 from stae.errors import StaeError
 from stae.warp_check import FIGURE_NAME, JSON_NAME, PAPER_SINTEL_ERROR, folder_pairs, warp_check
 
@@ -36,9 +37,10 @@ def register(subparsers) -> None:
         "default: DIR itself)",
     )
     p.add_argument(
-        "--max-radius", type=float, default=None,
+        "--max-radius", type=number(0, 10**6, above=True), default=None,
         help="flow magnitude (pixels) drawn at full colour in the figure (default: the flow's maximum)",
     )
+    p.add_argument("--force", action="store_true", help="overwrite warp_check.json and warp_check.png in --out")
     p.set_defaults(func=run)
 
 
@@ -63,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     pairs = _pairs(args)
     if args.max_radius is not None and not args.max_radius > 0:
         raise StaeError(f"--max-radius must be positive, got {args.max_radius}")
-    s = warp_check(pairs, args.out, args.mode, args.max_radius)
+    s = warp_check(pairs, args.out, args.mode, args.max_radius, force=args.force)
     if len(pairs) > 1:
         for r in s["pairs"]:
             print(f"{Path(r['frame']).name} -> {Path(r['next']).name}: mean abs error {r['mean_abs_error']:.5f} "

@@ -43,6 +43,7 @@ from torch.utils.data import Dataset
 
 from stae.data import moving_mnist as mm
 from stae.errors import StaeError
+from stae.machine import require_memory
 
 FORMAT_NAME = "stae-moving-mnist"
 FORMAT_VERSION = 1
@@ -74,21 +75,36 @@ def _npz_member(path: Path, name: str) -> np.ndarray:
                     name_len = int.from_bytes(local[26:28], "little")
                     extra_len = int.from_bytes(local[28:30], "little")
                     f.seek(info.header_offset + 30 + name_len + extra_len)
-                    version = np.lib.format.read_magic(f)
-                    read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-                    shape, fortran, dtype = read_header(f)
+                    shape, dtype = _npy_header(f)
                     offset = f.tell()
-                if fortran or dtype.hasobject:
-                    raise ValueError("unsupported array layout")
                 if int(np.prod(shape)) == 0:
                     return np.zeros(shape, dtype)
                 return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape)
+            # A compressed member is read whole: refuse one that would not fit before reading it,
+            # from the sizes the zip directory and the array header declare (reading stops at the
+            # declared size, so a member cannot unpack to more than was checked).
             with zf.open(info) as f:
-                return np.lib.format.read_array(f, allow_pickle=False)
+                shape, dtype = _npy_header(f)
+                nbytes = int(np.prod(shape)) * dtype.itemsize
+                require_memory(max(info.file_size, nbytes), f"{path}: member {name!r} (compressed)")
+                data = f.read(nbytes)
+                if len(data) != nbytes:
+                    raise ValueError(f"member {name!r} holds {len(data)} bytes, its header says {nbytes}")
+                return np.frombuffer(data, dtype).reshape(shape)
     except KeyError:
         raise StaeError(f"{path}: no array {name!r} in this .npz") from None
     except (zipfile.BadZipFile, ValueError, OSError, EOFError) as e:
         raise StaeError(f"{path}: corrupt or truncated .npz ({e})") from None
+
+
+def _npy_header(f) -> tuple[tuple[int, ...], np.dtype]:
+    """(shape, dtype) of the .npy stream ``f`` positioned at its magic; plain C-order arrays only."""
+    version = np.lib.format.read_magic(f)
+    read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+    shape, fortran, dtype = read_header(f)
+    if fortran or dtype.hasobject:
+        raise ValueError("unsupported array layout")
+    return shape, dtype
 
 
 def _npz_names(path: Path) -> list[str]:
@@ -104,6 +120,23 @@ def _check_clips(path: Path, arr: np.ndarray, layout: str) -> None:
         raise StaeError(f"{path}: dtype {arr.dtype}, expected uint8 (0..255) or float32 (0..1) {layout}")
     if arr.ndim == 5 and arr.shape[2] not in (1, 3):
         raise StaeError(f"{path}: shape {arr.shape} has {arr.shape[2]} channels, expected 1 or 3 in (N, T, C, H, W)")
+
+
+def check_pixels(clip: np.ndarray, where: str) -> np.ndarray:
+    """``clip`` (frames of a clip file) if its values are pixels stae can read: uint8 (0..255) or
+    float in [0, 1] (a rounding excess of 1e-3 is clamped). Otherwise a :class:`StaeError` naming
+    ``where`` and the range found, so bad data is not blamed on training later ("loss became
+    nan ... try a lower lr")."""
+    if clip.dtype == np.uint8 or clip.size == 0:
+        return clip
+    lo, hi = float(np.min(clip)), float(np.max(clip))  # NaN propagates into both
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        raise StaeError(f"{where}: holds NaN or infinite values; frames must be uint8 (0..255) or float in [0, 1]")
+    if lo < -1e-3 or hi > 1 + 1e-3:
+        hint = (" (they look like 8-bit pixels stored as float: save them as uint8, or divide by 255)"
+                if lo >= 0 and hi <= 255 else "")
+        raise StaeError(f"{where}: values {lo:g}..{hi:g} are outside [0, 1]; float frames must be in [0, 1]{hint}")
+    return np.clip(clip, 0.0, 1.0) if lo < 0 or hi > 1 else clip
 
 
 def load_clip_file(path: str | os.PathLike) -> np.ndarray:
@@ -144,7 +177,31 @@ def read_meta(path: str | os.PathLike) -> dict[str, Any]:
     _missing(path)
     if path.suffix.lower() != ".npz" or "meta" not in _npz_names(path):
         return {}
-    return json.loads(str(_npz_member(path, "meta")[()]))
+    try:
+        meta = json.loads(str(_npz_member(path, "meta")[()]))
+    except (json.JSONDecodeError, IndexError, TypeError, ValueError) as e:
+        raise StaeError(f"{path}: its 'meta' member is not JSON ({e})") from None
+    if not isinstance(meta, dict):
+        raise StaeError(f"{path}: its 'meta' member is not a JSON object")
+    return meta
+
+
+_CHECKED: set[tuple[str, int, int]] = set()  # float files found to hold pixels, by (path, size, mtime)
+
+
+def _check_float_file(path: Path, clips: np.ndarray, chunk: int = 256) -> None:
+    """Every clip of a float file checked with :func:`check_pixels` once, when the dataset opens
+    (before a training loop or an evaluation starts), a chunk of clips at a time. uint8 files
+    always hold pixels and are not read."""
+    if clips.dtype == np.uint8:
+        return
+    st = path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    if key in _CHECKED:
+        return
+    for s in range(0, len(clips), chunk):
+        check_pixels(np.asarray(clips[s:s + chunk]), f"{path}, clips {s}..{min(len(clips), s + chunk) - 1}")
+    _CHECKED.add(key)
 
 
 class ClipFileDataset(Dataset):
@@ -165,6 +222,7 @@ class ClipFileDataset(Dataset):
 
     def _open(self, with_truth: bool | None) -> None:
         self.clips = load_clip_file(self.path)
+        _check_float_file(self.path, self.clips)
         names = _npz_names(self.path) if self.path.suffix.lower() == ".npz" else []
         has_truth = "owner" in names and self.TRUTH in names
         if with_truth and not has_truth:
@@ -195,6 +253,7 @@ class ClipFileDataset(Dataset):
         if not 0 <= i < len(self):
             raise IndexError(f"clip index {i} out of range for {len(self)} clips in {self.path}")
         clip = np.array(self.clips[i])  # a private, writable copy of the memory-mapped clip
+        clip = check_pixels(clip, f"{self.path}, clip {i}")
         clip = clip.astype(np.float32) / np.float32(255.0) if clip.dtype == np.uint8 else clip.astype(np.float32, copy=False)
         out = {"clip": torch.from_numpy(clip)}
         if self.with_truth:
@@ -232,6 +291,11 @@ class _NpzWriter:
 
     def close(self) -> None:
         self.zf.close()
+
+    def abandon(self) -> None:
+        """Forget the archive after an error or Ctrl-C (its file is being removed), so that the
+        ZipFile's finaliser does not write into a closed file and print a traceback."""
+        self.zf.fp = None
 
 
 def save_moving_mnist(path: str | os.PathLike, num_sequences: int | None = None, seed: int | None = None,
@@ -298,35 +362,28 @@ def write_sequences(path: Path, n: int, generate: Callable[[int, int], dict[str,
     (dtype, per-sequence shape). Frames go straight into the archive; the owner maps wait in a
     spill file because a zip member is written in one go. The file appears only when complete.
     """
+    from stae.machine import require_disk
+    from stae.weights import temp_beside
+
+    small = sum(np.dtype(dtype).itemsize * int(np.prod(shape)) for dtype, shape in per_sequence.values())
+    require_memory(n * small + min(n, chunk) * 3 * int(np.prod(frame_shape)), f"{n} sequences")
+    fd, tmp = temp_beside(path)  # removes the stale temporary files of a killed run first
+    try:
+        require_disk(path.parent, n * int(np.prod(frame_shape)) * (3 if truth else 1) + n * small, f"{path}")
+    except BaseException:
+        os.close(fd)
+        os.unlink(tmp)
+        raise
     arrays = {name: np.empty((n, *shape), dtype) for name, (dtype, shape) in per_sequence.items()}
-    t, h, w = frame_shape[0], frame_shape[-2], frame_shape[-1]
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
     spill = tempfile.TemporaryFile(dir=path.parent) if truth else None
     try:
         with os.fdopen(fd, "wb") as f:
             writer = _NpzWriter(f, compress)
-
-            def frame_chunks():
-                for s in range(0, n, chunk):
-                    e = min(n, s + chunk)
-                    g = generate(s, e)
-                    for name in arrays:
-                        arrays[name][s:e] = g[name]
-                    if spill is not None:
-                        spill.write(g["owner"].tobytes())
-                    if progress:
-                        progress(e - s)
-                    yield g["frames"]
-
-            writer.write("frames", np.uint8, (n, *frame_shape), frame_chunks())
-            if spill is not None:
-                spill.seek(0)
-                writer.write("owner", np.uint8, (n, t, h, w), _spill_chunks(spill, t * h * w * chunk))
-            for name, arr in arrays.items():
-                writer.write(name, arr.dtype, arr.shape, [arr])
-            meta_arr = np.array(json.dumps(meta))
-            writer.write("meta", meta_arr.dtype, (), [meta_arr])
-            writer.close()
+            try:
+                _write_members(writer, n, generate, frame_shape, arrays, spill, meta, chunk, progress)
+            except BaseException:
+                writer.abandon()
+                raise
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; give it a normal file's mode
@@ -339,6 +396,36 @@ def write_sequences(path: Path, n: int, generate: Callable[[int, int], dict[str,
         if spill is not None:
             spill.close()
     return path
+
+
+def _write_members(writer: _NpzWriter, n: int, generate: Callable[[int, int], dict[str, np.ndarray]],
+                   frame_shape: tuple[int, ...], arrays: dict[str, np.ndarray], spill, meta: dict[str, Any],
+                   chunk: int, progress: Callable[[int], None] | None) -> None:
+    """The members of :func:`write_sequences`' archive: frames a chunk at a time, then the owner
+    maps from the spill file, the per-sequence arrays and the metadata."""
+    t, h, w = frame_shape[0], frame_shape[-2], frame_shape[-1]
+
+    def frame_chunks():
+        for s in range(0, n, chunk):
+            e = min(n, s + chunk)
+            g = generate(s, e)
+            for name in arrays:
+                arrays[name][s:e] = g[name]
+            if spill is not None:
+                spill.write(g["owner"].tobytes())
+            if progress:
+                progress(e - s)
+            yield g["frames"]
+
+    writer.write("frames", np.uint8, (n, *frame_shape), frame_chunks())
+    if spill is not None:
+        spill.seek(0)
+        writer.write("owner", np.uint8, (n, t, h, w), _spill_chunks(spill, t * h * w * chunk))
+    for name, arr in arrays.items():
+        writer.write(name, arr.dtype, arr.shape, [arr])
+    meta_arr = np.array(json.dumps(meta))
+    writer.write("meta", meta_arr.dtype, (), [meta_arr])
+    writer.close()
 
 
 def _spill_chunks(f, size: int):

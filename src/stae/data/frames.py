@@ -37,7 +37,7 @@ def open_frames(source: Union[str, os.PathLike], index: Optional[int] = None) ->
     Video files and folders are decoded in colour (RGB) or gray as stored: a folder of gray
     PNGs gives C = 1, anything else C = 3; :class:`FrameFit` converts to the model's C.
     """
-    from stae.data.files import load_clip_file
+    from stae.data.files import check_pixels, load_clip_file
     from stae.data.video import iter_frames
 
     p = Path(source)
@@ -48,7 +48,7 @@ def open_frames(source: Union[str, os.PathLike], index: Optional[int] = None) ->
         i = 0 if index is None else index
         if not -len(clips) <= i < len(clips):
             raise StaeError(f"{p}: --index {i} out of range ({len(clips)} sequence(s) in the file)")
-        clip = np.asarray(clips[i])  # (T, C, H, W): one sequence, memory-mapped until here
+        clip = check_pixels(np.asarray(clips[i]), f"{p}, sequence {i}")  # (T, C, H, W), memory-mapped until here
         scale = 255.0 if clip.dtype == np.uint8 else 1.0
         for f in clip:
             yield torch.from_numpy(f.astype(np.float32) / np.float32(scale))
@@ -179,6 +179,9 @@ def fit_for_model(model: SpatioTemporalAutoencoder, source_hw: tuple[int, int],
         size = (ch, cw)
     fit = FrameFit(cfg.in_channels, (h, w), ((h - ch) // 2, (w - cw) // 2, ch, cw), size)
     model.check_frame_shape((cfg.in_channels, *size), "fitted frame")
+    from stae.machine import activation_bytes, require_memory
+
+    require_memory(activation_bytes(cfg, 1, *size), f"the model on frames of {size[1]}x{size[0]} (WxH)")
     return fit
 
 

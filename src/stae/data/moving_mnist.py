@@ -52,6 +52,7 @@ from torch.utils.data import Dataset
 
 from stae.data.digits import load_digits
 from stae.errors import StaeError
+from stae.machine import require_memory
 
 # Sizes and seeds of the default datasets. Train/val sizes are the paper's (Sec. 4.1); the
 # test set is ours. Training sequences use training digits; validation and test sequences use
@@ -227,6 +228,9 @@ def generate(seed: int, indices, digits: np.ndarray | None = None, split: str = 
     if (indices < 0).any():
         raise StaeError("sequence indices must be >= 0")
     b = len(indices)
+    per_sequence = num_frames * h * w * (3 + (num_digits + 8 if with_truth else 0))  # frames, owner, render; truth
+    require_memory(max(b, 1) * per_sequence, f"Moving MNIST sequences of {num_frames} frames of {h}x{w}"
+                   + (f" ({b} of them)" if b > 1 else ""))
     r = _draw(seed, indices, len(digits), num_digits)
     step = lo + (hi - lo) * r["u_speed"]
     pos = trajectories(r["start"], r["theta"], step, num_frames, (h - dh, w - dw))  # (B, T, K, 2)

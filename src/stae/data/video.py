@@ -15,6 +15,7 @@
   (default: one span, i.e. non-overlapping).
 * **Split by video**, never by clip: the sorted relative paths are shuffled with ``seed`` and
   the first ``round(val_fraction * n)`` (at least 1 when there are >= 2 videos) form ``val``.
+  One video is a dataset too: its clips are split in time (the last ``val_fraction`` are ``val``).
 """
 
 from __future__ import annotations
@@ -133,6 +134,19 @@ def _video_frame_to_pil(frame, grayscale: bool, reformatter):
     return Image.fromarray(reformatter.reformat(frame, format="gray" if grayscale else "rgb24").to_ndarray())
 
 
+_WARNED_SHORT: set[str] = set()
+
+
+def warn_if_short(path: Path, found: int, stream) -> None:
+    """Warn once per file when a video yields fewer frames than its header announces (a
+    truncated download or copy): the missing frames are not invented, but the user should know."""
+    announced = int(getattr(stream, "frames", 0) or 0)
+    if 0 < found < announced and str(path) not in _WARNED_SHORT:
+        _WARNED_SHORT.add(str(path))
+        warnings.warn(f"{path}: {found} frames read, but its header announces {announced} (truncated video?)",
+                      stacklevel=3)
+
+
 # ---------------------------------------------------------------------------------------------
 # Index
 
@@ -180,6 +194,7 @@ def probe(path: str | os.PathLike) -> VideoInfo:
             if packet.size == 0:  # the demuxer's final flush packet
                 continue
             pts.append(packet.pts)
+        warn_if_short(path, len(pts), stream)
     except av.FFmpegError as e:
         raise StaeError(f"{path}: corrupt or truncated video ({e})") from None
     finally:
@@ -288,6 +303,7 @@ def iter_frames(path: str | os.PathLike, size=None, grayscale: bool = True, crop
         for frame in container.decode(container.streams.video[0]):
             n += 1
             yield _fit(_video_frame_to_pil(frame, grayscale, reformatter), size, crop)
+        warn_if_short(path, n, container.streams.video[0])
     except av.FFmpegError as e:
         raise StaeError(f"{path}: corrupt or truncated video after {n} frames ({e})") from None
     finally:
@@ -309,6 +325,8 @@ def split_videos(videos: list[Path], root: Path, split: str, val_fraction: float
     if not 0.0 <= val_fraction < 1.0:
         raise StaeError(f"val_fraction must be in [0, 1), got {val_fraction}")
     n = len(videos)
+    if n == 1:  # one video is a dataset too: VideoClipDataset splits its clips in time
+        return list(videos)
     n_val = int(round(val_fraction * n))
     if val_fraction > 0 and n >= 2:
         n_val = min(max(n_val, 1), n - 1)
@@ -319,6 +337,17 @@ def split_videos(videos: list[Path], root: Path, split: str, val_fraction: float
     if not chosen:
         raise StaeError(f"{root}: no videos in the {split!r} split ({n} video(s), val_fraction {val_fraction}); use split='all'")
     return chosen
+
+
+def split_in_time(clips: list, split: str, val_fraction: float) -> list:
+    """The clips of one video for ``split``: the last ``val_fraction`` of them (at least one when
+    there are two or more) are 'val', the ones before 'train'. Clips do not overlap by default,
+    so no frame is in both."""
+    n = len(clips)
+    n_val = int(round(val_fraction * n))
+    if val_fraction > 0 and n >= 2:
+        n_val = min(max(n_val, 1), n - 1)
+    return clips[n - n_val:] if split == "val" else clips[:n - n_val]
 
 
 class VideoClipDataset(Dataset):
@@ -343,7 +372,8 @@ class VideoClipDataset(Dataset):
         self.step = self.span if step is None else int(step)
         if self.step < 1:
             raise StaeError(f"step must be >= 1, got {step}")
-        videos = split_videos(find_videos(self.root), self.root, split, val_fraction, seed)
+        found = find_videos(self.root)
+        videos = split_videos(found, self.root, split, val_fraction, seed)
         self.videos: list[VideoInfo] = []
         self.skipped: list[tuple[Path, str]] = []
         for v in videos:
@@ -362,8 +392,11 @@ class VideoClipDataset(Dataset):
         # (video index, first frame) of every clip
         self.clips: list[tuple[int, int]] = [(vi, s) for vi, info in enumerate(self.videos)
                                              for s in range(0, info.num_frames - self.span + 1, self.step)]
+        if len(found) == 1 and split in ("train", "val"):
+            self.clips = split_in_time(self.clips, split, val_fraction)
         if not self.clips:
-            raise StaeError(f"{self.root}: no clips of {self.span} frames in the {split!r} split")
+            raise StaeError(f"{self.root}: no clips of {self.span} frames in the {split!r} split"
+                            + (f" (one video: val_fraction {val_fraction} of its clips)" if len(found) == 1 else ""))
 
     def __len__(self) -> int:
         return len(self.clips)

@@ -10,9 +10,9 @@ import dataclasses
 import json
 import warnings
 from dataclasses import dataclass
-from typing import Any, Literal, Optional
+from typing import Annotated, Any, Literal, Optional
 
-from stae.config_check import check_fields, choices, field_types
+from stae.config_check import Range, check_fields, choices, field_types
 from stae.errors import StaeError
 
 
@@ -20,30 +20,30 @@ from stae.errors import StaeError
 class ModelConfig:
     """Architecture of the spatio-temporal autoencoder (paper Sec. 3, Fig. 1)."""
 
-    in_channels: int = 1  # C of the frames: 1 (grayscale) or 3 (RGB)
+    in_channels: Annotated[int, Range(1, 4)] = 1  # C of the frames: 1 (grayscale) or 3 (RGB)
     # Spatial encoder E: one conv-tanh-maxpool (CPD) block per entry, its filter count.
     # The decoder D mirrors it: nearest upsampling + conv per block, no nonlinearity.
-    encoder_channels: tuple[int, ...] = (32,)
-    spatial_kernel: int = 7  # E and D kernel size (Sec. 3.3: 7x7)
+    encoder_channels: Annotated[tuple[int, ...], Range(1, 1024)] = (32,)
+    spatial_kernel: Annotated[int, Range(1, 31)] = 7  # E and D kernel size (Sec. 3.3: 7x7)
     # Memory: "conv" = ConvLSTM eq. (1); "fc" = fully-connected LSTM with peepholes
     # (Table 2 fc-* rows) on the flattened feature maps.
     memory: Literal["conv", "fc"] = "conv"
-    memory_channels: tuple[int, ...] = (45,)  # ConvLSTM filters per layer (Sec. 3.3: 45)
-    memory_kernel: int = 7  # ConvLSTM kernel (7x7)
-    fc_hidden: tuple[int, ...] = (2048,)  # fc memory: units per LSTM layer
+    memory_channels: Annotated[tuple[int, ...], Range(1, 1024)] = (45,)  # ConvLSTM filters per layer (Sec. 3.3: 45)
+    memory_kernel: Annotated[int, Range(1, 31)] = 7  # ConvLSTM kernel (7x7)
+    fc_hidden: Annotated[tuple[int, ...], Range(1, 16384)] = (2048,)  # fc memory: units per LSTM layer
     # fc memory only: the frame size (H, W) it is built for (flattening fixes it); the last
     # layer's units are reshaped to fc_hidden[-1] / (h*w) maps of the feature grid for Theta.
-    fc_frame_size: tuple[int, ...] = (64, 64)
-    forget_bias: float = 1.0  # Sec. 4: forget-gate bias 1 (released code: 0)
-    memory_init: float = 0.08  # Sec. 4: memory weights ~ U(-0.08, 0.08)
+    fc_frame_size: Annotated[tuple[int, ...], Range(1, 1024)] = (64, 64)
+    forget_bias: Annotated[float, Range(-100, 100)] = 1.0  # Sec. 4: forget-gate bias 1 (released code: 0)
+    memory_init: Annotated[float, Range(0, 10)] = 0.08  # Sec. 4: memory weights ~ U(-0.08, 0.08)
     # Flow regressor Theta: two convs with large kernels (2 filters each), an optional
     # zero-initialised 1x1 conv (identity warp at the start), then one trainable scale
     # per flow channel.
-    flow_kernel: int = 15
-    flow_hidden: int = 2
+    flow_kernel: Annotated[int, Range(1, 63)] = 15
+    flow_hidden: Annotated[int, Range(1, 1024)] = 2
     flow_1x1: bool = True
-    flow_scale_init: float = 1.0  # pixels of the feature grid per unit of Theta's output
-    flow_clamp: Optional[float] = None  # |flow| limit in feature-grid pixels (released: 7.75)
+    flow_scale_init: Annotated[float, Range(-1000, 1000)] = 1.0  # pixels of the feature grid per unit of Theta's output
+    flow_clamp: Optional[Annotated[float, Range(0, lo_open=True)]] = None  # |flow| limit in feature-grid pixels (released: 7.75)
     # What the sampler S reads outside the feature map: "zeros" (the released code) or "border"
     # (the nearest edge feature). With zeros, a model can draw with the flow by pointing it off
     # the map (docs/model.md#warp-padding); border removes that shortcut.
@@ -92,6 +92,9 @@ class ModelConfig:
             raise ValueError(f"in_channels must be >= 1, got {self.in_channels}")
         if not self.encoder_channels:
             raise ValueError("encoder_channels must have at least one block")
+        for name, most in (("encoder_channels", 6), ("memory_channels", 8), ("fc_hidden", 8)):
+            if len(getattr(self, name)) > most:
+                raise ValueError(f"{name} must have at most {most} entries, got {len(getattr(self, name))}")
         if self.memory == "conv" and not self.memory_channels:
             raise ValueError("memory_channels must have at least one layer")
         if self.memory == "fc" and not self.fc_hidden:

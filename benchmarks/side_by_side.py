@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import time
@@ -83,10 +84,12 @@ def evaluate_peer(model: PeerConvLSTM, test: torch.Tensor, batch: int = 16, full
     return {k: v / len(test) for k, v in sums.items()}
 
 
-def copy_last_reference(test: torch.Tensor) -> dict[str, float]:
-    """The same metrics for repeating the last context frame (a floor any model should beat)."""
+def references(test: torch.Tensor) -> dict[str, dict[str, float]]:
+    """The same metrics for two trivial predictions: repeating the last context frame, and a
+    blank (all-zero) frame, whose MSE is the digits' own energy."""
     target = test[:, CONTEXT:CONTEXT + HORIZON]
-    return score(test[:, CONTEXT - 1:CONTEXT].expand_as(target), target)
+    return {"copy_last": score(test[:, CONTEXT - 1:CONTEXT].expand_as(target), target),
+            "blank": score(torch.zeros_like(target), target)}
 
 
 def _check_budget(minutes: float, eval_every: float, threads: int) -> None:
@@ -129,9 +132,11 @@ def train_peer(minutes: float, threads: int, eval_every: float, test_sequences: 
         it += 1
         losses.append(float(loss.detach()))
         if spent >= next_eval or spent >= budget:
+            t_eval = time.perf_counter()
             ev = evaluate_peer(model, test, full=spent >= budget)  # the last one: every metric
             curve.append({"minutes": round(spent / 60, 3), "iterations": it, "sequences": it * config.batch_size,
-                          "lr": lr, "eta": eta, "train_loss": float(np.mean(losses)), "test_mse": ev["mse"]})
+                          "lr": lr, "eta": eta, "train_loss": float(np.mean(losses)), "test_mse": ev["mse"],
+                          "eval_seconds": round(time.perf_counter() - t_eval, 1)})
             losses = []
             while next_eval <= spent:
                 next_eval += eval_every * 60.0
@@ -140,7 +145,7 @@ def train_peer(minutes: float, threads: int, eval_every: float, test_sequences: 
             "params": n, "params_with_openstl_unused_layers": n + config.layers * OPENSTL_UNUSED_PER_LAYER,
             "params_openstl_published": OPENSTL_PUBLISHED_PARAMS, "iterations": it,
             "training_minutes": round(spent / 60, 3), "curve": curve,
-            "final": ev, "copy_last": copy_last_reference(test)}
+            "final": ev, **references(test)}
 
 
 STAE_SETS = ["data.source=moving_mnist", "data.binary=false", "data.size=64", "data.num_frames=20",
@@ -199,7 +204,7 @@ def train_stae(config: Path, run: Path, minutes: float, threads: int, eval_every
     return {"model": f"stae ({config})", "config_file": str(config), "overrides": list(sets), "run_dir": str(run),
             "params": parameter_count(load_model(str(run))), "iterations": result.get("updates"),
             "training_minutes": done, "curve": curve, "final": stae_rollout_metrics(run, test_sequences, full=True),
-            "copy_last": copy_last_reference(load_test_set(test_sequences))}
+            **references(load_test_set(test_sequences))}
 
 
 def plot_curves(paths: Sequence[Path], out: Path, log_y: bool = False) -> Path:
@@ -211,6 +216,7 @@ def plot_curves(paths: Sequence[Path], out: Path, log_y: bool = False) -> Path:
     if not paths:
         raise StaeError("plot: give at least one result JSON")
     fig, ax = plt.subplots(figsize=(7, 4.5))
+    refs: dict[str, float] = {}
     for p in paths:
         if not Path(p).is_file():
             raise StaeError(f"plot: {p}: no such file")
@@ -219,6 +225,12 @@ def plot_curves(paths: Sequence[Path], out: Path, log_y: bool = False) -> Path:
             raise StaeError(f"plot: {p} is not a side_by_side result (no 'curve')")
         xs, ys = [c["minutes"] for c in r["curve"]], [c["test_mse"] for c in r["curve"]]
         ax.plot(xs, ys, marker="o", label=r.get("label", Path(p).stem))
+        for name in ("copy_last", "blank"):  # the same test set in every run: draw them once
+            if name in r:
+                refs.setdefault(name, r[name]["mse"])
+    for (name, mse), style in zip(refs.items(), ("--", ":")):
+        ax.axhline(mse, color="grey", linestyle=style, linewidth=1,
+                   label={"copy_last": "copy the last frame", "blank": "blank frame"}[name])
     ax.set_xlabel("training minutes (wall clock, evaluation excluded)")
     ax.set_ylabel("test MSE per frame (OpenSTL; 10 -> 10 rollout)")
     if log_y:
@@ -262,7 +274,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if args.what == "plot":
             print(f"wrote {plot_curves(args.results, args.out, args.log_y)}")
             return 0
-        started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        started, load0 = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), [round(x, 2) for x in os.getloadavg()]
         if args.what == "peer":
             res = train_peer(args.minutes, args.threads, args.eval_every, args.test_sequences, args.seed)
         else:
@@ -271,7 +283,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                              args.overrides)
         label = args.label or ("OpenSTL-config ConvLSTM" if args.what == "peer" else f"stae {args.config.stem}")
         payload = {"kind": "side_by_side", "smoke": bool(args.smoke),
-                   "label": label + (" (SMOKE RUN)" if args.smoke else ""), "started_utc": started,
+                   "label": label + (" (SMOKE RUN)" if args.smoke else ""), "started_utc": started, "loadavg_start": load0,
                    "budget_minutes": args.minutes, "threads": args.threads, "eval_every_minutes": args.eval_every,
                    "data": {"train": TRAIN, "test": {"sequences": args.test_sequences, "seed": TEST_SEED,
                                                      "split": TEST_SPLIT}, "frames": "10 in -> 10 out, float, 64x64"},

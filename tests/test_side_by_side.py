@@ -87,6 +87,9 @@ def test_side_by_side_peer_tiny_run_and_plot(tmp_path, monkeypatch):
     assert all(math.isfinite(c["test_mse"]) for c in res["curve"])
     assert set(res["final"]) == {"mse", "mae", "ssim_openstl", "psnr_openstl", "ssim_gaussian"}
     assert res["final"]["mse"] == pytest.approx(res["curve"][-1]["test_mse"], rel=1e-6)
+    target = S.load_test_set(3)[:, 10:]
+    assert res["blank"]["mse"] == pytest.approx(float(target.double().pow(2).sum() / 30), rel=1e-9)
+    assert res["copy_last"]["mse"] > 0
     # the CLI writes the JSON; the plot puts curves on one PNG
     out = tmp_path / "peer.json"
     monkeypatch.setattr(S, "train_peer", lambda *a, **k: res)

@@ -6,11 +6,49 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import torch
 
+from stae.model import build_model
 from stae.model.config import ModelConfig
 
 # One CPD block of 4 filters, a 4-filter ConvLSTM, 3x3 kernels everywhere.
 TINY_MODEL = {"encoder_channels": [4], "memory_channels": [4], "flow_kernel": 3, "spatial_kernel": 3, "memory_kernel": 3}
+
+
+def tiny_model(**kw):
+    """A freshly initialised (seed 0) model of :data:`TINY_MODEL`, with ``kw`` over it."""
+    torch.manual_seed(0)
+    return build_model(tiny_config(**kw))
+
+
+class ListDataset(torch.utils.data.Dataset):
+    """A dataset of ready-made items (dicts with "clip" and optional truth)."""
+
+    def __init__(self, items):
+        self.items = items
+
+    def __len__(self):
+        return len(self.items)
+
+    def __getitem__(self, i):
+        return self.items[i]
+
+
+def moving_square(n=3, t=6, size=16, dx=1, binary=True):
+    """A 4x4 square moving dx pixels right per frame, with exact backward flow and masks."""
+    items = []
+    for i in range(n):
+        clip = torch.zeros(t, 1, size, size)
+        masks = torch.zeros(t, 1, size, size, dtype=torch.bool)
+        flow = torch.zeros(t - 1, 2, size, size)
+        for k in range(t):
+            c = 2 + i + dx * k
+            clip[k, 0, 5:9, c:c + 4] = 1
+            masks[k, 0, 5:9, c:c + 4] = True
+            if k:
+                flow[k - 1, 0, 5:9, c:c + 4] = -dx  # backward: frame k(p) = frame k-1(p + T(p))
+        items.append({"clip": clip if binary else clip * 0.8, "masks": masks, "flow": flow})
+    return ListDataset(items)
 
 
 def tiny_config(**kw) -> ModelConfig:

@@ -12,42 +12,7 @@ from stae.weights import save_model
 from stae.cli import main
 from stae.errors import StaeError
 from stae.evaluate import evaluate, format_table
-from stae.model import build_model
-from tests.helpers import TINY_MODEL, write_tiny_clips
-
-
-def tiny_model(**kw):
-    torch.manual_seed(0)
-    cfg = {k: tuple(v) if isinstance(v, list) else v for k, v in TINY_MODEL.items()}
-    return build_model(None, **cfg, **kw)
-
-
-class ListDataset(torch.utils.data.Dataset):
-    def __init__(self, items):
-        self.items = items
-
-    def __len__(self):
-        return len(self.items)
-
-    def __getitem__(self, i):
-        return self.items[i]
-
-
-def moving_square(n=3, t=6, size=16, dx=1, binary=True):
-    """A 4x4 square moving dx pixels right per frame, with exact backward flow and masks."""
-    items = []
-    for i in range(n):
-        clip = torch.zeros(t, 1, size, size)
-        masks = torch.zeros(t, 1, size, size, dtype=torch.bool)
-        flow = torch.zeros(t - 1, 2, size, size)
-        for k in range(t):
-            c = 2 + i + dx * k
-            clip[k, 0, 5:9, c:c + 4] = 1
-            masks[k, 0, 5:9, c:c + 4] = True
-            if k:
-                flow[k - 1, 0, 5:9, c:c + 4] = -dx  # backward: frame k(p) = frame k-1(p + T(p))
-        items.append({"clip": clip if binary else clip * 0.8, "masks": masks, "flow": flow})
-    return ListDataset(items)
+from tests.helpers import ListDataset, moving_square, tiny_model, write_tiny_clips
 
 
 def test_static_clip_copy_last_is_exact():

@@ -64,9 +64,8 @@ def test_version_from_pyproject_reads_the_project_table(tmp_path):
 def test_cli_version(capsys):
     from stae.cli import main
 
-    with pytest.raises(SystemExit) as e:
-        main(["--version"])
-    assert e.value.code == 0 and capsys.readouterr().out.strip() == f"stae {stae.__version__}"
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == f"stae {stae.__version__}"
 
 
 def test_installed_base_requirements_are_lean_and_match_pyproject():

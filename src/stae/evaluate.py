@@ -10,10 +10,15 @@ Protocols (``mode``):
   (10) by feeding predictions back (:meth:`~stae.model.autoencoder.SpatioTemporalAutoencoder.rollout`);
   copy_last repeats frame tau-1; dis re-estimates DIS flow between its own last two frames.
 
-Metrics (:mod:`stae.metrics`), averaged over every predicted frame: per-pixel BCE in nats
-(binary data only, Table 2's metric; the model's probabilities, the baselines' pixel values
-clamped to [1e-7, 1 - 1e-7]), per-pixel L2 (Table 3), image-gradient L2, PSNR, SSIM, and
-OpenSTL's MSE / MAE summed over a frame's pixels.
+Metrics (:mod:`stae.metrics`; formulas in docs/metrics.md), averaged over every predicted
+frame: per-pixel BCE in nats (binary data only, Table 2's metric; the model's probabilities, the
+baselines' pixel values clamped to [1e-7, 1 - 1e-7]), per-pixel L2 (Table 3), image-gradient
+L2, PSNR, stae's Gaussian-window SSIM (``ssim``), and OpenSTL's MSE / MAE summed over a frame's
+pixels, on the unclipped predictions. ``rollout`` mode adds the benchmarks' own definitions:
+OpenSTL's SSIM and PSNR (``ssim_openstl``, ``psnr_openstl``: predictions clipped to [0, 1]) and
+Video Pixel Networks' nats per frame (``vpn_nats_per_frame``: BCE summed over a frame's pixels,
+targets binarised at 0.5) -- the latter only where the scores are probabilities of binary
+pixels: on binary data, or from a model with a sigmoid output.
 
 Flow end-point error (``next`` mode, when the data carries true flow): all flows in the
 model's BACKWARD convention -- the flow living on frame tau that points into frame tau-1,
@@ -38,7 +43,8 @@ from stae.errors import StaeError
 from stae.model.warp import upsample_flow
 
 METHODS = ("model", "copy_last", "dis")
-METRIC_NAMES = ("bce", "l2", "gradient_l2", "psnr", "ssim", "mse_per_frame", "mae_per_frame", "epe")
+METRIC_NAMES = ("bce", "vpn_nats_per_frame", "l2", "gradient_l2", "psnr", "ssim", "mse_per_frame", "mae_per_frame",
+                "ssim_openstl", "psnr_openstl", "epe")
 FLOW_CONVENTION = ("backward: frame_tau(p) = frame_{tau-1}(p + T(p)), image pixels, channel 0 = x; "
                    "model flow upsampled from the feature grid (stae.model.warp.upsample_flow)")
 
@@ -55,7 +61,7 @@ class _Mean:
         self.weights: dict[str, float] = {}
 
     def add(self, name: str, value: float, weight: float) -> None:
-        if weight <= 0 or not math.isfinite(value):
+        if weight <= 0 or math.isnan(value):  # +inf (OpenSTL's PSNR of a perfect frame) is kept
             return
         self.sums[name] = self.sums.get(name, 0.0) + value * weight
         self.weights[name] = self.weights.get(name, 0.0) + weight
@@ -64,15 +70,24 @@ class _Mean:
         return {k: self.sums[k] / self.weights[k] for k in self.sums}
 
 
-def frame_metrics(pred: torch.Tensor, target: torch.Tensor, prob: Optional[torch.Tensor], binary: bool) -> dict[str, float]:
-    """Image metrics of predicted frames (..., C, H, W) against the truth; ``prob`` is what BCE scores."""
+def frame_metrics(pred: torch.Tensor, target: torch.Tensor, prob: Optional[torch.Tensor], binary: bool,
+                  benchmarks: bool = False, vpn: bool = False) -> dict[str, float]:
+    """Image metrics of predicted frames (..., C, H, W) against the truth. ``pred`` is clipped to
+    [0, 1]; ``prob`` is the unclipped output (None: ``pred``), what BCE and OpenSTL's MSE / MAE
+    score. ``benchmarks`` adds OpenSTL's SSIM / PSNR; ``vpn`` adds VPN's nats per frame."""
+    raw = pred if prob is None else prob
     out = {
         "l2": M.l2(pred, target), "gradient_l2": M.gradient_l2(pred, target), "psnr": M.psnr(pred, target),
-        "ssim": M.ssim(pred, target), "mse_per_frame": M.mse_per_frame(pred, target),
-        "mae_per_frame": M.mae_per_frame(pred, target),
+        "ssim": M.ssim(pred, target), "mse_per_frame": M.mse_per_frame(raw, target),
+        "mae_per_frame": M.mae_per_frame(raw, target),
     }
     if binary:
-        out["bce"] = M.bce(prob if prob is not None else pred, target)
+        out["bce"] = M.bce(raw, target)
+    if benchmarks:
+        out["ssim_openstl"] = M.openstl_ssim(pred, target)
+        out["psnr_openstl"] = M.openstl_psnr(pred, target)
+    if vpn:
+        out["vpn_nats_per_frame"] = M.vpn_nats_per_frame(raw, target)
     return out
 
 
@@ -123,8 +138,10 @@ def evaluate(model, dataset: Dataset, context: int = 10, mode: str = "next", hor
             target, preds = _rollout(model, clip, context, horizon, baselines, device)
             truth = None
         b = clip.shape[0]
+        rollout = mode == "rollout"
+        vpn = rollout and (binary or getattr(getattr(model, "config", None), "output", "linear") == "sigmoid")
         for m, (pred, prob) in preds.items():
-            for k, v in frame_metrics(pred, target, prob, binary).items():
+            for k, v in frame_metrics(pred, target, prob, binary, benchmarks=rollout, vpn=vpn).items():
                 means[m].add(k, v, b)
             if truth is not None:
                 truth_flow, digit = truth
@@ -135,20 +152,26 @@ def evaluate(model, dataset: Dataset, context: int = 10, mode: str = "next", hor
     if bar is not None:
         bar.close()
     results = {m: {k: means[m].result()[k] for k in METRIC_NAMES if k in means[m].result()} for m in methods}
+    return {"protocol": _protocol(mode, context, horizon, n_clips, bool(binary), has_flow), "results": results}
+
+
+def _protocol(mode: str, context: int, horizon: int, n_clips: int, binary: bool, has_flow: bool) -> dict[str, Any]:
     protocol = {
         "mode": mode, "context": context, "clips": n_clips,
         "predicted_frames": n_clips * (1 if mode == "next" else horizon),
         "frames": (f"feed frames 0..{context - 1}, predict frame {context}" if mode == "next" else
                    f"feed frames 0..{context - 1}, predict frames {context}..{context + horizon - 1} by rollout"),
-        "binary": bool(binary),
-        "metrics": "per-frame means; bce/l2/gradient_l2 per pixel; mse/mae_per_frame summed over a frame's pixels (OpenSTL)",
+        "binary": binary,
+        "metrics": "per-frame means; bce/l2/gradient_l2 per pixel; mse/mae_per_frame summed over a frame's pixels (OpenSTL, "
+                   "unclipped); ssim: Gaussian window; *_openstl and vpn_nats_per_frame: the benchmarks' definitions "
+                   "(docs/metrics.md)",
     }
     if mode == "rollout":
         protocol["horizon"] = horizon
     if has_flow:
         protocol["flow_convention"] = FLOW_CONVENTION
         protocol["epe_pixels"] = "digit pixels of the predicted frame"
-    return {"protocol": protocol, "results": results}
+    return protocol
 
 
 def _next_frame(model, clip: torch.Tensor, context: int, baselines: Sequence[str], device: str):
@@ -198,14 +221,19 @@ def format_table(report: dict[str, Any]) -> str:
     res = report["results"]
     methods = list(res)
     names = [k for k in METRIC_NAMES if any(k in res[m] for m in methods)]
-    lower_better = {"psnr": False, "ssim": False}
-    head = f"{'metric':<15}" + "".join(f"{m:>14}" for m in methods)
+    lower_better = {"psnr": False, "ssim": False, "ssim_openstl": False, "psnr_openstl": False}
+    label = {k: k + (" ^" if not lower_better.get(k, True) else "") for k in names}
+    w = max([15] + [len(v) + 1 for v in label.values()])
+    head = f"{'metric':<{w}}" + "".join(f"{m:>14}" for m in methods)
     lines = [head, "-" * len(head)]
     for k in names:
-        row = f"{k + (' ^' if not lower_better.get(k, True) else ''):<15}"
+        row = f"{label[k]:<{w}}"
         for m in methods:
             v = res[m].get(k)
             row += f"{v:>14.5g}" if v is not None else f"{'-':>14}"
         lines.append(row)
     lines.append("(^ higher is better; all others lower is better)")
+    if "ssim_openstl" in names:
+        lines.append("(ssim: Gaussian window, stae's; *_openstl: OpenSTL's definitions; vpn_nats_per_frame: Video "
+                     "Pixel Networks'; see docs/metrics.md)")
     return "\n".join(lines)

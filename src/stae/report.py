@@ -283,7 +283,9 @@ def _openstl_section(os_: Optional[dict[str, Any]]) -> list[str]:
                  f"{_f(r['ssim'], 4)} | {_f(r['psnr'], 4)} |")
     return L + ["", f"Test data: {os_['test_set']['sequences']} sequences of {os_['test_set']['generator']}. "
                 "Both models were trained for one-step prediction from true frames; the rollout feeds their own "
-                "predictions back, which they never saw in training, so their blur compounds over the 10 frames.", ""]
+                "predictions back, which they never saw in training, so their blur compounds over the 10 frames. "
+                "The SSIM and PSNR of the stae and baseline rows are stae's own (`ssim`: Gaussian window), not "
+                "OpenSTL's definitions (`ssim_openstl`, `psnr_openstl`); every formula: [metrics.md](metrics.md).", ""]
 
 
 def _ship_section(sh: Optional[dict[str, Any]], runs: ReportRuns) -> list[str]:

@@ -143,12 +143,15 @@ def _figure(fresh, shipped, test, tau: int, path: Path) -> None:
     clip = torch.stack([it["clip"] for it in fetch(test, range(FIGURE_ROWS))])
     with torch.no_grad():
         outs = [m(clip[:, :tau]) for m in (fresh, shipped)]
-    radius = max(float(o.flows[:, -1].norm(dim=1).max()) * fresh.stride for o in outs) or 1.0
+    # Each model's flow on its own colour scale (its largest flow in these clips), so a young
+    # model's shorter flow is not washed out by the shipped model's.
+    radii = [max(float(o.flows[:, -1].norm(dim=1).max()) * fresh.stride, 1e-6) for o in outs]
     rows = []
     for i in range(FIGURE_ROWS):
         row = [to_rgb_uint8(clip[i, t]) for t in range(tau - 3, tau + 1)]
-        for o in outs:
+        for o, radius in zip(outs, radii):
             row += [to_rgb_uint8(o.frames[i, -1].clamp(0, 1)), flow_picture(o.flows[i, -1], fresh.stride, radius)]
         rows.append(row)
-    cols = ["t-2", "t-1", "t", "truth t+1", "this run", "its flow", "shipped", "its flow"]
+    cols = ["t-2", "t-1", "t", "truth t+1", "this run", f"flow (<= {radii[0]:.1f} px)", "shipped",
+            f"flow (<= {radii[1]:.1f} px)"]
     save_png(grid_image(rows, col_labels=cols, scale=2), path)

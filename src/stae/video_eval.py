@@ -33,7 +33,7 @@ STILL_CAMERA = {"pan": 0.0, "zoom": 0.0, "rotation": 0.0}  # textures-static: on
 REAL_METRICS = ("l2", "psnr", "ssim")
 
 
-def texture_test_set(num: int, frames: int, size: int = 64, channels: int = 1, static: bool = False):
+def texture_test_set(num: int, frames: int, size=64, channels: int = 1, static: bool = False):
     """``num`` test sequences of the textures generator with exact flow (``static``: still camera)."""
     from stae.data.textures import MovingTextures
 

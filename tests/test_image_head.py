@@ -180,3 +180,20 @@ def test_evaluate_textures_reports_epe_and_flicker(tmp_path):
         rep["results"]["copy_last"]["epe"])  # zero flow at the start
     f = rep["flicker"]
     assert f["static_pixels"] > 0 and f["model_flicker"] == 0.0 and f["dis_flicker"] >= 0
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:DeprecationWarning")
+def test_torchscript_export_of_the_image_head_equals_eager(tmp_path):
+    from stae.export import export_model, initial_state
+
+    model = _image_model(1).eval()
+    path = export_model(model, tmp_path / "m.pt", "torchscript", size=(16, 16))
+    traced = torch.jit.load(str(path))
+    state_eager, state = None, initial_state(model, 1, 16, 16)
+    with torch.no_grad():
+        for f in torch.rand(3, 1, 1, 16, 16, generator=torch.Generator().manual_seed(1)):
+            pred, flow, state_eager = model.step(f, state_eager)
+            out = traced(f, *state)
+            state = list(out[2:])
+            torch.testing.assert_close(out[0], pred, rtol=0, atol=1e-4)
+            torch.testing.assert_close(out[1], flow, rtol=0, atol=1e-4)

@@ -42,6 +42,21 @@ def bce_with_logits(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return F.binary_cross_entropy_with_logits(logits, target)
 
 
+def flow_sparsity(flows: torch.Tensor) -> torch.Tensor:
+    """Mean |T| (L1 over both channels and every pixel and step) of flows (..., 2, h, w): the
+    sparsity penalty of the paper's Sec. 5 ("hallucinated flow on the uniform regions"): flow
+    that buys no reconstruction is pulled to zero."""
+    return flows.abs().mean()
+
+
+def flow_temporal(flows: torch.Tensor) -> torch.Tensor:
+    """Mean |T_t - T_{t-1}| of flows (B, T, 2, h, w) over consecutive steps (Sec. 5's
+    "flickering"); zero when fewer than two steps are given."""
+    if flows.dim() < 5 or flows.shape[-4] < 2:
+        return flows.new_zeros(())
+    return (flows[..., 1:, :, :, :] - flows[..., :-1, :, :, :]).abs().mean()
+
+
 @dataclass(frozen=True)
 class LossWeights:
     """Weights of eq. (5)'s terms; a zero weight skips the term.
@@ -56,6 +71,8 @@ class LossWeights:
     bce: float = 0.0
     huber: float = HUBER_WEIGHT
     huber_delta: float = HUBER_DELTA
+    flow_l1: float = 0.0  # flow_sparsity (Sec. 5), off in the paper
+    flow_temporal: float = 0.0  # flow_temporal (Sec. 5), off in the paper
 
     @classmethod
     def binary(cls) -> "LossWeights":
@@ -74,7 +91,7 @@ def objective(frames: torch.Tensor, logits: torch.Tensor, flows: torch.Tensor, t
     """Eq. (5) with configurable weights, for the steps given.
 
     frames, logits, target: (..., C, H, W) predicted image, raw decoder output, true next frame;
-    flows: (..., 2, h, w). Returns every non-zero term (unweighted) and ``total`` (weighted sum).
+    flows: (..., 2, h, w) ((B, T, 2, h, w) for the temporal term). Returns every non-zero term (unweighted) and ``total`` (weighted sum).
     """
     terms: dict[str, torch.Tensor] = {}
     total = frames.new_zeros(())
@@ -90,5 +107,11 @@ def objective(frames: torch.Tensor, logits: torch.Tensor, flows: torch.Tensor, t
     if weights.huber:
         terms["huber"] = huber_smoothness(flows.reshape(-1, *flows.shape[-3:]), weights.huber_delta)
         total = total + weights.huber * terms["huber"]
+    if weights.flow_l1:
+        terms["flow_l1"] = flow_sparsity(flows)
+        total = total + weights.flow_l1 * terms["flow_l1"]
+    if weights.flow_temporal:
+        terms["flow_temporal"] = flow_temporal(flows)
+        total = total + weights.flow_temporal * terms["flow_temporal"]
     terms["total"] = total
     return terms

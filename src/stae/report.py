@@ -74,6 +74,7 @@ def render_report(out: Path, quick: bool, runs: ReportRuns) -> str:
     lines += _video_section(js["video"], rel)
     lines += _openstl_section(js["openstl"])
     lines += _ship_section(js["ship"], runs)
+    lines += _realvideo_section(_load(out / "realvideo.json"), _load(out / "ship_video.json"), rel)
     return "\n".join(lines) + "\n"
 
 
@@ -296,6 +297,52 @@ def _ship_section(sh: Optional[dict[str, Any]], runs: ReportRuns) -> list[str]:
                 f"`{sh['sha256'][:16]}…`, from step {sh['checkpoint_step']} of the Table 2 run {sh.get('run', '')} "
                 f"({runs.row(sh.get('run'))}). "
                 f"`stae predict {sh['name']} …` loads it by name.", ""]
+
+
+def _realvideo_section(rv: Optional[dict[str, Any]], sh: Optional[dict[str, Any]], rel: str) -> list[str]:
+    """Issue 13: the shipped real-video model on held-out footage, its flow, flicker, pictures."""
+    L = ["## Real video: `video-gray64` on held-out footage (issue 13)", ""]
+    if rv is None or "clips" not in rv:
+        return L + ["not yet run: `python scripts/reproduce.py --stages realvideo ship_video`", ""]
+    tr = rv["training"]
+    L += [f"{rv['what'][:1].upper() + rv['what'][1:]}. Trained {tr['updates']} updates x {tr['batch_size']} clips "
+          f"({tr['sequences_seen']:,} sequences) in {_f(tr['minutes'], 3)} minutes on {tr.get('threads', 1)} thread(s) "
+          "of a 2-core machine shared with other training runs"
+          + (f" (load average {_f(tr['load_average_start'][0], 3)} at the start)" if tr.get("load_average_start") else "")
+          + f"; weights of step {rv['checkpoint_step']} (best textures-validation loss), {rv['params']:,} parameters.", "",
+          "| clip | windows | MSE model | MSE copy-last | MSE DIS | model / copy | DIS / copy | SSIM model | SSIM copy | "
+          "SSIM DIS | PSNR model | PSNR copy |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for name, c in rv["clips"].items():
+        r, q = c["results"], c["mse_vs_copy"]
+        L.append(f"| {name} | {c['windows']} | {_f(r['model']['l2'], 4)} | {_f(r['copy_last']['l2'], 4)} | "
+                 f"{_f(r['dis']['l2'], 4)} | {_f(q['model'], 3)} | {_f(q['dis'], 3)} | {_f(r['model']['ssim'], 4)} | "
+                 f"{_f(r['copy_last']['ssim'], 4)} | {_f(r['dis']['ssim'], 4)} | {_f(r['model']['psnr'], 4)} | "
+                 f"{_f(r['copy_last']['psnr'], 4)} |")
+    t, tx = rv["targets"], rv["textures_test"]["results"]
+    L += ["", "Issue 13's targets, as measured:", "", "| target | measured | met |", "|---|---|---|"]
+    for name, g in t.items():
+        if name == "textures_epe":
+            continue
+        L.append(f"| {name}: MSE <= {g['bound']}x copy-last | {_f(g['mse_vs_copy'], 3)}x | {'yes' if g['met_mse'] else 'no'} |")
+        L.append(f"| {name}: MSE below DIS | see table | {'yes' if g['below_dis'] else 'no'} |")
+        L.append(f"| {name}: SSIM above copy-last | see table | {'yes' if g['ssim_above_copy'] else 'no'} |")
+    e = t["textures_epe"]
+    L.append(f"| flow EPE on the textures test split below DIS | model {_f(e['model'], 3)} px, DIS {_f(e['dis'], 3)} px, "
+             f"zero flow {_f(e['zero'], 3)} px | {'yes' if e['below_dis'] else 'no'} |")
+    f = rv["flicker"]
+    L += ["", f"Textures test split ({rv['textures_test']['sequences']} sequences, test photographs): next-frame MSE "
+          f"model {_f(tx['model']['l2'], 4)}, copy-last {_f(tx['copy_last']['l2'], 4)}, DIS {_f(tx['dis']['l2'], 4)}; "
+          f"EPE {rv['textures_test']['epe_pixels']}.", "",
+          f"Flicker where the truth is static ({f['sequences']} still-camera test sequences, {f['static_pixels']:,} "
+          f"static pixel-steps): mean |T_t - T_(t-1)| model {_f(f['model_flicker'], 3)} px, DIS "
+          f"{_f(f.get('dis_flicker'), 3)} px; mean |T| there: model {_f(f['model_magnitude'], 3)} px, DIS "
+          f"{_f(f.get('dis_magnitude'), 3)} px.", ""]
+    for fig in rv.get("figures", []):
+        L += [f"![{fig}]({rel}{fig})", ""]
+    if sh is not None and "bytes" in sh:
+        L += [f"`{sh['name']}`: {sh['path']}, {sh['bytes']:,} bytes, sha256 `{sh['sha256'][:16]}…`, step "
+              f"{sh['checkpoint_step']} of run {sh['run']}. `stae predict {sh['name']} …` loads it by name.", ""]
+    return L
 
 
 # ------------------------------------------------------------------------------ README

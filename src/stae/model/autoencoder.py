@@ -17,6 +17,7 @@ from torch.utils.checkpoint import checkpoint as _checkpoint
 from stae.model.config import ModelConfig, preset
 from stae.errors import StaeError
 from stae.model.flow import FlowRegressor
+from stae.model.heads import image_prediction, init_image_decoder
 from stae.model.memory import ConvLSTMMemory, FCLSTMMemory, LayerState
 from stae.model.spatial import SpatialDecoder, SpatialEncoder
 from stae.model.warp import warp
@@ -51,8 +52,10 @@ class SpatioTemporalAutoencoder(nn.Module):
             self.memory = FCLSTMMemory(d * grid[0] * grid[1], cfg.fc_hidden, grid, recompute=cfg.recompute_steps)
         self.flow = FlowRegressor(self.memory.out_channels, cfg.flow_kernel, cfg.flow_hidden,
                                   cfg.flow_1x1, cfg.flow_scale_init, cfg.flow_clamp, fft=cfg.fft_conv)
-        self.decoder = SpatialDecoder(cfg.in_channels, cfg.encoder_channels, cfg.spatial_kernel,
-                                      subpixel=cfg.subpixel_decoder)
+        # D: C output channels (the paper's head), or the image head's mask/residual (heads.py);
+        # an image head with neither has no D.
+        self.decoder = (SpatialDecoder(cfg.decoder_channels, cfg.encoder_channels, cfg.spatial_kernel,
+                                       subpixel=cfg.subpixel_decoder) if cfg.decoder_channels else None)
         self.reset_parameters()
 
     # ------------------------------------------------------------------ set-up
@@ -60,10 +63,12 @@ class SpatioTemporalAutoencoder(nn.Module):
         """Sec. 4: xavier for the non-memory convolutions (biases 0), U(-0.08, 0.08) for the
         memory with forget-gate bias 1 (``config.forget_bias``) and other gate biases 0."""
         for mod in (self.encoder, self.decoder):
-            for m in mod.modules():
+            for m in (mod.modules() if mod is not None else ()):
                 if isinstance(m, nn.Conv2d):
                     nn.init.xavier_uniform_(m.weight)
                     nn.init.zeros_(m.bias)
+        if self.config.head == "image" and self.decoder is not None:
+            init_image_decoder(self.decoder)
         self.flow.init_parameters()
         self.memory.init_parameters(self.config.memory_init, self.config.forget_bias)
 
@@ -92,18 +97,27 @@ class SpatioTemporalAutoencoder(nn.Module):
         """The decoder's raw output as frames: sigmoid probabilities for ``output="sigmoid"``."""
         return torch.sigmoid(logits) if self.config.output == "sigmoid" else logits
 
-    def head(self, x: torch.Tensor, m: Optional[torch.Tensor] = None, *, flow: Optional[torch.Tensor] = None
-             ) -> tuple[torch.Tensor, torch.Tensor]:
+    def head(self, x: torch.Tensor, m: Optional[torch.Tensor] = None, *, flow: Optional[torch.Tensor] = None,
+             frame: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Theta, GG+S and D: features x_t (N, d, h, w) and memory output m_t (N, d_m, h, w) ->
         logits of the next frame (N, C, H, W) and the flow T_t (N, 2, h, w).
 
         ``flow`` given instead of ``m``: warp x_t by that flow and decode (a probe of what the
-        decoder draws for a chosen flow); ``to_image`` turns the logits into frames."""
+        decoder draws for a chosen flow); ``to_image`` turns the logits into frames.
+        ``frame``: the input frame Y_t (N, C, H, W), needed by ``config.head = "image"``
+        (heads.py), which warps it at full resolution."""
         if (m is None) == (flow is None):
             raise ValueError("head: give the memory output m or a flow, not both")
         if flow is None:
             flow = self.flow(m)
-        return self.decoder(warp(x, flow, self.config.warp_padding)), flow
+        cfg = self.config
+        decoded = self.decoder(warp(x, flow, cfg.warp_padding)) if self.decoder is not None else None
+        if cfg.head == "features":
+            return decoded, flow
+        if frame is None:
+            raise StaeError("head: config.head='image' warps the input frame; pass frame=Y_t")
+        return image_prediction(frame, flow, decoded, cfg.stride, cfg.image_residual, cfg.image_mask,
+                                cfg.warp_padding), flow
 
     # ---------------------------------------------------------------- running
     def step(self, frame: torch.Tensor, state: Optional[State] = None
@@ -121,7 +135,7 @@ class SpatioTemporalAutoencoder(nn.Module):
         self.check_frame_shape(tuple(frame.shape))
         x = self.encoder(frame)  # (B, d, h, w)
         m, state = self.memory(x, state)  # (B, d_m, h, w)
-        logits, flow = self.head(x, m)  # (B, C, H, W), (B, 2, h, w)
+        logits, flow = self.head(x, m, frame=frame)  # (B, C, H, W), (B, 2, h, w)
         return logits, flow, state
 
     def forward(self, clip: torch.Tensor, state: Optional[State] = None) -> StaeOutput:
@@ -142,7 +156,7 @@ class SpatioTemporalAutoencoder(nn.Module):
             return self._run_checkpointed(clip, state)
         x = self.encoder(clip.flatten(0, 1))  # (B*T, d, h, w)
         ms, state = self.memory.run(x.unflatten(0, (b, t)), state)  # (B, T, d_m, h, w)
-        logits, flow = self.head(x, ms.flatten(0, 1))  # (B*T, C, H, W), (B*T, 2, h, w)
+        logits, flow = self.head(x, ms.flatten(0, 1), frame=clip.flatten(0, 1))  # (B*T, C, H, W), (B*T, 2, h, w)
         logits = logits.unflatten(0, (b, t))
         return StaeOutput(self.to_image(logits), flow.unflatten(0, (b, t)), logits), state
 
@@ -155,7 +169,8 @@ class SpatioTemporalAutoencoder(nn.Module):
 
         xs = torch.stack([ckpt(self.encoder, y) for y in clip.unbind(1)], 1)  # (B, T, d, h, w)
         ms, state = self.memory.run(xs, state)  # checkpoints each step itself
-        heads = [ckpt(self.head, x, m) for x, m in zip(xs.unbind(1), ms.unbind(1))]
+        heads = [ckpt(lambda x, m, y: self.head(x, m, frame=y), x, m, y)
+                 for x, m, y in zip(xs.unbind(1), ms.unbind(1), clip.unbind(1))]
         logits = torch.stack([lg for lg, _ in heads], 1)  # (B, T, C, H, W)
         flows = torch.stack([f for _, f in heads], 1)  # (B, T, 2, h, w)
         return StaeOutput(self.to_image(logits), flows, logits), state
@@ -180,7 +195,8 @@ def parameter_table(model: SpatioTemporalAutoencoder) -> dict[str, int]:
     """Trainable parameters per module of Fig. 1 (Table 1's rows) and the total."""
     def count(m: nn.Module) -> int:
         return sum(p.numel() for p in m.parameters() if p.requires_grad)
-    rows = {"E": count(model.encoder), "D": count(model.decoder), "memory": count(model.memory),
+    rows = {"E": count(model.encoder), "D": count(model.decoder) if model.decoder is not None else 0,
+            "memory": count(model.memory),
             "Theta": count(model.flow)}
     rows["total"] = sum(rows.values())
     return rows

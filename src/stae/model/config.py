@@ -51,6 +51,18 @@ class ModelConfig:
     # Image-space output: "linear" (the paper's decoder, no nonlinearity; intensity losses)
     # or "sigmoid" (the decoder's output are logits of pixel probabilities; BCE on binary data).
     output: Literal["linear", "sigmoid"] = "linear"
+    # Where GG+S warps (docs/model.md#image-head): "features" (the paper: warp x_t, D decodes the
+    # prediction) or "image" (issue 13: warp the input frame Y_t at full resolution by the flow
+    # upsampled from the feature grid; D, still on the warped features, supplies what warping
+    # cannot, per the two switches below). Real footage needs a sharp predictor: warping features
+    # and decoding blurs, warping pixels does not.
+    head: Literal["features", "image"] = "features"
+    # head="image": D adds a per-pixel residual (C channels) to the prediction (new content, light).
+    image_residual: bool = True
+    # head="image": D outputs one blend logit a per pixel; the prediction is
+    # sigmoid(a) * warp(Y_t) + (1 - sigmoid(a)) * Y_t (+ residual): the model can learn where
+    # NOT to move (static regions, occlusions), keeping the last frame there.
+    image_mask: bool = True
     # Performance options (docs/performance.md); they change speed and memory, not the function.
     # fft_conv and subpixel_decoder are on by default: they measured faster on a CPU for every
     # workload benchmarked (training at batch 1 and 16, streaming at 64x64 and 256x256); switch
@@ -77,6 +89,14 @@ class ModelConfig:
     @property
     def stride(self) -> int:
         return 2 ** self.depth
+
+    @property
+    def decoder_channels(self) -> int:
+        """D's output channels: C (features head), or the image head's residual (C) and blend
+        logit (1) -- 0 when the image head has neither, and D is not built."""
+        if self.head == "features":
+            return self.in_channels
+        return self.in_channels * self.image_residual + int(self.image_mask)
 
     @property
     def feature_channels(self) -> int:
@@ -108,6 +128,9 @@ class ModelConfig:
                 raise ValueError(
                     f"fc_hidden[-1]={self.fc_hidden[-1]} must be a multiple of h*w={h * w} "
                     f"(the feature grid of a {self.fc_frame_size[0]}x{self.fc_frame_size[1]} frame)")
+        if self.head == "image" and self.output != "linear":
+            raise ValueError("head='image' predicts pixel values, not logits: it needs output='linear', "
+                             f"got output={self.output!r}")
         for k in ("spatial_kernel", "memory_kernel", "flow_kernel"):
             if getattr(self, k) % 2 != 1:
                 raise ValueError(f"{k} must be odd (same padding), got {getattr(self, k)}")

@@ -83,7 +83,8 @@ def loss_weights(cfg: RunConfig) -> LossWeights:
     """The eq. (5) weights of ``train.loss``, with ``train.huber_weight`` as w_H."""
     w = {"eq5": LossWeights(), "intensity": LossWeights(gradient=0.0), "gradient": LossWeights(intensity=0.0),
          "bce": LossWeights.binary(), "released": LossWeights.released_code()}[loss_name(cfg)]
-    return dataclasses.replace(w, huber=cfg.train.huber_weight) if w.huber else w
+    w = dataclasses.replace(w, huber=cfg.train.huber_weight) if w.huber else w
+    return dataclasses.replace(w, flow_l1=cfg.train.flow_l1_weight, flow_temporal=cfg.train.flow_temporal_weight)
 
 
 def clip_loss(model: nn.Module, clip: torch.Tensor, cfg: RunConfig, weights: LossWeights,
@@ -145,7 +146,7 @@ def validate(model: nn.Module, val_ds, cfg: RunConfig, weights: LossWeights, dev
 
 def weights_keys(w: LossWeights) -> list[str]:
     keys = ["total"]
-    for k in ("intensity", "gradient", "bce", "huber"):
+    for k in ("intensity", "gradient", "bce", "huber", "flow_l1", "flow_temporal"):
         if getattr(w, k):
             keys.append(k)
     return keys

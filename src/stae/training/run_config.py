@@ -90,6 +90,11 @@ class TrainConfig:
     # w_H of eq. (5): weight of the Huber smoothness term on the flow's spatial gradient (paper:
     # 1e-2; ignored by loss=released, which has no Huber term). docs/training.md#flow-smoothness
     huber_weight: Annotated[float, Range(0, 10**6)] = 1e-2
+    # Sec. 5's suggestions for real video (docs/training.md#real-video), both 0 = the paper:
+    # weight of the mean |T| (flow sparsity: no hallucinated flow on uniform regions) and of
+    # the mean |T_t - T_{t-1}| over the predicted steps (temporal smoothness: no flicker).
+    flow_l1_weight: Annotated[float, Range(0, 10**6)] = 0.0
+    flow_temporal_weight: Annotated[float, Range(0, 10**6)] = 0.0
     # Keep Theta (the flow regressor) fixed for the first N updates: the flow stays the identity
     # warp it starts from while E and D learn to predict from the current frame, so the flow
     # is then learned as motion (docs/training.md#flow-smoothness). 0 = the paper (no warm-up).
@@ -262,6 +267,9 @@ def _check_consistency(cfg: RunConfig) -> None:
         raise StaeError(f"config key 'train.flow_warmup_steps': must be >= 0, got {t.flow_warmup_steps}")
     if t.huber_weight < 0:
         raise StaeError(f"config key 'train.huber_weight': must be >= 0, got {t.huber_weight}")
+    for key in ("flow_l1_weight", "flow_temporal_weight"):
+        if getattr(t, key) < 0:
+            raise StaeError(f"config key 'train.{key}': must be >= 0, got {getattr(t, key)}")
     if t.loss_warmup >= d.context:
         raise StaeError(f"config key 'train.loss_warmup': must be < data.context ({d.context}), got {t.loss_warmup}")
     if cfg.checkpoint.keep_last < 1:

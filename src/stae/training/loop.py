@@ -39,7 +39,8 @@ from stae.training import distributed as du
 from stae.training import run_dir as rd
 from stae.training.batches import DataOrder, build_datasets, check_channels, make_batch, num_frames_of, val_batches
 from stae.training.recipes import clip_gradients, learning_rate, make_optimizer
-from stae.training.run_config import RunConfig, apply_overrides, loss_name, resolve
+from stae.training.rollout import rollout_clip_loss
+from stae.training.run_config import RunConfig, apply_overrides, clip_frames, loss_name, resolve
 from stae.training.run_log import RunLog
 from stae.training.summary import write_result
 
@@ -124,14 +125,18 @@ def _finite_params(model: nn.Module) -> bool:
 def validate(model: nn.Module, val_ds, cfg: RunConfig, weights: LossWeights, device: torch.device,
              d: du.Dist, amp_dtype: Optional[torch.dtype]) -> dict[str, float]:
     """Mean loss terms of the prediction of frame tau + 1 (the paper's protocol, whatever
-    ``train.loss_steps``) over the validation clips (first tau + 1 frames of each), all ranks."""
+    ``train.loss_steps``) over the validation clips (first tau + 1 frames of each), all ranks.
+    Rollout training: of the ``rollout_horizon`` predictions fed back after tau frames."""
     was_training = model.training
     model.eval()
     sums: dict[str, float] = {}
     count = 0
     bs = max(cfg.train.batch_size // d.world_size, 1) * 4
-    for clip in val_batches(val_ds, bs, cfg.data.context + 1, cfg.checkpoint.val_batches, d.rank, d.world_size):
-        terms, _ = clip_loss(model, clip.to(device), cfg, weights, amp_dtype, last_only=True)
+    for clip in val_batches(val_ds, bs, clip_frames(cfg), cfg.checkpoint.val_batches, d.rank, d.world_size):
+        if cfg.train.rollout_horizon:  # the benchmark: K_max predictions fed back, scored all
+            terms, _ = rollout_clip_loss(model, clip.to(device), cfg, weights, 0, amp_dtype, validation=True)
+        else:
+            terms, _ = clip_loss(model, clip.to(device), cfg, weights, amp_dtype, last_only=True)
         n = clip.shape[0]
         for k, v in terms.items():
             sums[k] = sums.get(k, 0.0) + float(v) * n
@@ -170,7 +175,11 @@ def train_step(model: nn.Module, opt: torch.optim.Optimizer, clip: torch.Tensor,
     if lr is not None:
         for g in opt.param_groups:
             g["lr"] = lr
-    terms, out = clip_loss(net or model, clip, cfg, weights, amp_dtype)
+    if cfg.train.rollout_horizon:  # rollout training (training/rollout.py); one process
+        d = dist or du.Dist()
+        terms, out = rollout_clip_loss(model, clip, cfg, weights, step, amp_dtype, d.rank, d.world_size)
+    else:
+        terms, out = clip_loss(net or model, clip, cfg, weights, amp_dtype)
     keys = weights_keys(weights)
     packed = torch.stack([terms[k].detach().float() for k in keys])
     if dist is not None:
@@ -239,10 +248,11 @@ def _restore(cfg: RunConfig, run_dir: Path, resume: bool, d: du.Dist) -> _Run:
     rd.prepare(run_dir, resume)  # every rank checks (nothing is written before the barrier)
     du.barrier(d)
     device = select_device(cfg.train.device, d)
-    tau = cfg.data.context
     train_ds, val_ds = build_datasets(cfg.data)
     check_channels(train_ds, cfg.model.in_channels, "training")
-    order = DataOrder(len(train_ds), num_frames_of(train_ds), tau + 1, cfg.train.batch_size, cfg.train.seed,
+    if d.enabled and cfg.train.rollout_horizon:
+        raise StaeError("config key 'train.rollout_horizon': rollout training runs in one process (no torchrun)")
+    order = DataOrder(len(train_ds), num_frames_of(train_ds), clip_frames(cfg), cfg.train.batch_size, cfg.train.seed,
                       cfg.data.random_offset, d.rank, d.world_size)
     total = cfg.train.max_steps if cfg.train.max_steps > 0 else max(1, math.ceil(cfg.train.epochs * order.steps_per_epoch))
     _seed_all(cfg.train.seed)  # same initial weights on every rank
@@ -251,6 +261,8 @@ def _restore(cfg: RunConfig, run_dir: Path, resume: bool, d: du.Dist) -> _Run:
                total, model, model, make_optimizer(model.parameters(), cfg.train))
     if resume:
         _load_checkpoint(run)
+    elif cfg.train.init_weights:
+        _load_init_weights(run.model, cfg.train.init_weights)
     if d.is_main:
         # New run: the resolved config. Resumed run: rewritten only if --set changed it, so the
         # next resume uses the same settings.
@@ -261,6 +273,23 @@ def _restore(cfg: RunConfig, run_dir: Path, resume: bool, d: du.Dist) -> _Run:
         run.net = nn.parallel.DistributedDataParallel(model, device_ids=ids)
     run.net.train()
     return run
+
+
+def _load_init_weights(model: SpatioTemporalAutoencoder, name: str) -> None:
+    """``train.init_weights``: copy a saved model's weights into ``model`` (same architecture)."""
+    from stae.weights import load_model
+
+    try:
+        src = load_model(name)
+    except (StaeError, OSError) as e:
+        raise StaeError(f"config key 'train.init_weights': {e}") from None
+    how = {"fft_conv", "subpixel_decoder", "recompute_steps"}  # how it computes, not what
+    mine, theirs = model.config.to_dict(), src.config.to_dict()
+    bad = sorted(k for k in mine.keys() | theirs.keys() if k not in how and mine.get(k) != theirs.get(k))
+    if bad:
+        raise StaeError(f"config key 'train.init_weights': {name} does not fit the model section: "
+                        f"model.{bad[0]} is {mine.get(bad[0])!r} here, {theirs.get(bad[0])!r} in {name}")
+    model.load_state_dict(src.state_dict())
 
 
 def _load_checkpoint(run: _Run) -> None:
@@ -380,7 +409,7 @@ def _train(run: _Run, resume: bool, stop_after: Optional[int]) -> TrainResult:
             # --- one update
             t_step = time.perf_counter()
             idx, offs = run.order.indices(run.step)
-            clip = make_batch(run.train_ds, idx, offs, tau + 1).to(run.device, non_blocking=True)
+            clip = make_batch(run.train_ds, idx, offs, clip_frames(cfg)).to(run.device, non_blocking=True)
             lr = learning_rate(cfg.train, run.step, run.order.steps_per_epoch, run.total)
             losses, out = _guarded_step(run, clip, lr, log)
             run.step += 1

@@ -101,6 +101,23 @@ class TrainConfig:
     flow_warmup_steps: Annotated[int, Range(0, 10**10)] = 0
     amp: Literal["fp32", "bf16", "auto"] = "fp32"  # fp32 (no autocast) | bf16 (autocast) | auto (bf16 on CUDA with bf16, else fp32)
     threads: Annotated[int, Range(0, 4096)] = 0  # torch CPU threads; 0 = torch's default. 1 is much faster on a shared, loaded machine
+    # Rollout training (docs/training.md#rollout-training), for predicting many frames ahead (OpenSTL's
+    # 10 -> 10): clips of context + K frames; after the tau context frames the model takes K - 1 more
+    # steps fed with its own predictions (or, by scheduled sampling, the true frame), and the loss
+    # covers every prediction after loss_warmup, the K fed-back ones included. 0 = off (next frame).
+    rollout_horizon: Annotated[int, Range(0, 1000)] = 0
+    rollout_curriculum_steps: Annotated[int, Range(0, 10**10)] = 0  # K grows linearly from 1 to rollout_horizon over these updates; 0 = K from the start
+    # Scheduled sampling: the probability of feeding the TRUE frame at a fed-back step falls linearly
+    # from rollout_truth_start to rollout_truth_end over rollout_sampling_steps updates (0 = always
+    # rollout_truth_end). Drawn per clip and step from (seed, step) alone, so a resumed run is identical.
+    rollout_truth_start: Annotated[float, Range(0, 1)] = 1.0
+    rollout_truth_end: Annotated[float, Range(0, 1)] = 0.0
+    rollout_sampling_steps: Annotated[int, Range(0, 10**10)] = 0
+    rollout_feedback_grad: bool = True  # back-propagate through the fed-back predictions (false: detach them)
+    # Start from these weights instead of the initialisation (fine-tuning): a shipped model name
+    # (vanilla-mmnist) or anything `stae evaluate` takes; its architecture must equal the model
+    # section's. A resumed run reads its own checkpoint instead. null = train from scratch.
+    init_weights: Optional[str] = None
 
 
 @dataclass(frozen=True)
@@ -270,6 +287,7 @@ def _check_consistency(cfg: RunConfig) -> None:
     for key in ("flow_l1_weight", "flow_temporal_weight"):
         if getattr(t, key) < 0:
             raise StaeError(f"config key 'train.{key}': must be >= 0, got {getattr(t, key)}")
+    _check_rollout(cfg)
     if t.loss_warmup >= d.context:
         raise StaeError(f"config key 'train.loss_warmup': must be < data.context ({d.context}), got {t.loss_warmup}")
     if cfg.checkpoint.keep_last < 1:
@@ -287,6 +305,25 @@ def _check_consistency(cfg: RunConfig) -> None:
     loss = loss_name(cfg)
     if loss == "bce" and cfg.model.output != "sigmoid":
         raise StaeError("config key 'model.output': the BCE loss (binary data) needs output: sigmoid")
+
+
+def _check_rollout(cfg: RunConfig) -> None:
+    d, t = cfg.data, cfg.train
+    for key in ("rollout_horizon", "rollout_curriculum_steps", "rollout_sampling_steps"):
+        if getattr(t, key) < 0:
+            raise StaeError(f"config key 'train.{key}': must be >= 0, got {getattr(t, key)}")
+    for key in ("rollout_truth_start", "rollout_truth_end"):
+        if not 0.0 <= getattr(t, key) <= 1.0:
+            raise StaeError(f"config key 'train.{key}': a probability in [0, 1], got {getattr(t, key)}")
+    need = d.context + t.rollout_horizon
+    if t.rollout_horizon and d.source in ("moving_mnist", "textures", "mix") and d.num_frames < need:
+        raise StaeError(f"config key 'train.rollout_horizon': {t.rollout_horizon} frames after data.context "
+                        f"= {d.context} need sequences of {need} frames; data.num_frames is {d.num_frames}")
+
+
+def clip_frames(cfg: RunConfig) -> int:
+    """Frames per training clip: context + 1, or context + rollout_horizon for rollout training."""
+    return cfg.data.context + max(1, cfg.train.rollout_horizon)
 
 
 def loss_name(cfg: RunConfig) -> str:

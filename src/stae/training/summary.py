@@ -51,13 +51,15 @@ def run_summary(run_dir: Union[str, Path]) -> dict[str, Any]:
     return {
         "run_dir": str(run_dir), "preset": m.get("preset"),
         "model_options": {k: m[k] for k in ("fft_conv", "subpixel_decoder", "recompute_steps", "checkpoint_time") if m.get(k)},
-        "data": d.get("source"), "binary": d.get("binary"), "clip_frames": d["context"] + 1,
+        "data": d.get("source"), "binary": d.get("binary"), "clip_frames": d["context"] + max(1, t.get("rollout_horizon", 0)),
         "train_sequences": d.get("train_sequences"), "val_sequences": d.get("val_sequences"),
         "recipe": t["recipe"], "optimizer": t["optimizer"], "lr": t["lr"], "schedule": t["schedule"],
         "batch_size": t["batch_size"], "loss": t["loss"], "loss_steps": t["loss_steps"],
         "threads": t["threads"], "max_steps": t["max_steps"], "max_minutes": t["max_minutes"],
         "updates": updates, "sequences_seen": updates * t["batch_size"],
         "minutes": round(training_minutes(recs), 2),
+        **({"rollout": {k: t[k] for k in t if k.startswith("rollout_") or k == "init_weights"}}
+           if t.get("rollout_horizon") else {}),
         "final_val": val[-1][1] if val else None,
         "best_val": best[1] if best else None, "best_step": best[0] if best else None,
     }

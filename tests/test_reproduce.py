@@ -24,7 +24,7 @@ def test_committed_report_is_rendered_again_byte_for_byte(tmp_path):
     shutil.copytree(ROOT / "docs" / "results", out, ignore=shutil.ignore_patterns("*.png"))
     r = reproduce("--no-train", "--out", out, "--runs", tmp_path / "runs")
     assert r.returncode == 0, r.stderr
-    assert r.stdout.count("exists: skipped") == 9 and not (tmp_path / "runs").exists()
+    assert r.stdout.count("exists: skipped") == 11 and not (tmp_path / "runs").exists()
     assert (tmp_path / "results.md").read_bytes() == (ROOT / "docs" / "results.md").read_bytes()
 
 

@@ -49,7 +49,7 @@ def test_missing_metadata_reads_dash_not_an_invented_value(tmp_path):
 def test_models_command_text_json_and_files(tmp_path, capsys):
     assert main(["models"]) == 0
     out = capsys.readouterr().out
-    assert out.startswith("vanilla-mmnist\n") and "headline scores" in out and "703,651" in out
+    assert out.startswith("rollout-mmnist\n") and "\nvanilla-mmnist\n" in out and "headline scores" in out and "703,651" in out
     path = save_model(tmp_path / "m.safetensors", build_model(tiny_config()),
                       extra_metadata={"stae_name": "mine", "stae_training": json.dumps({"recipe": "paper", "minutes": 2.0})})
     assert main(["models", "--json", str(path)]) == 0

@@ -48,17 +48,23 @@ VARIANTS: list[tuple[str, str, dict, int, bool]] = [
     ("fast-b1-fp32", "stae defaults (fft_conv + subpixel_decoder)", FAST, 1, False),
     ("fast-b16-fp32", "stae defaults (fft_conv + subpixel_decoder)", FAST, 16, False),
     ("fast-b16-bf16", "stae defaults (fft_conv + subpixel_decoder)", FAST, 16, True),
+    # The peer's work: the loss on the last prediction only (paper Fig. 2; train.loss_steps=last),
+    # so stae's head runs on the last step only, as the peer's does.
+    ("default-b16-fp32-last", "stae DIRECT (fused direct conv), loss on the last prediction", DIRECT, 16, False),
+    ("fast-b16-fp32-last", "stae defaults (fft_conv + subpixel_decoder), loss on the last prediction", FAST, 16, False),
 ]
 
 
-def make_step(model: torch.nn.Module, batch: int, tau: int, bf16: bool, seed: int = 0) -> Callable[[], float]:
-    """One training step (stae's ``train_step``: eq. 5 loss on every prediction, RMSprop, no
-    clipping) on a fixed random clip (B, tau + 1, 1, 64, 64); returns the loss. For the
-    fused-cell peer: its own step, the same loss on the last prediction, the same optimiser."""
+def make_step(model: torch.nn.Module, batch: int, tau: int, bf16: bool, seed: int = 0,
+              loss_steps: str = "all") -> Callable[[], float]:
+    """One training step (stae's ``train_step``: eq. 5 loss on every prediction, or the last one
+    for ``loss_steps="last"``, RMSprop, no clipping) on a fixed random clip (B, tau + 1, 1, 64,
+    64); returns the loss. For the fused-cell peer: its own step, the same loss on the last
+    prediction, the same optimiser."""
     g = torch.Generator().manual_seed(seed)
     clip = torch.rand(batch, tau + 1, 1, 64, 64, generator=g)
     cfg = load_config(None, [f"data.context={tau}", "train.optimizer=rmsprop", "train.lr=1e-4",
-                             "train.weight_decay=0", "train.loss=eq5", "train.loss_steps=all",
+                             "train.weight_decay=0", "train.loss=eq5", f"train.loss_steps={loss_steps}",
                              "train.loss_warmup=0", "train.grad_clip=none"])
     weights = loss_weights(cfg)
     if not hasattr(model, "config"):  # the fused-cell peer
@@ -84,7 +90,7 @@ def run(rounds: int, tau: int, only: list[str] | None = None) -> dict:
     variants = [v for v in VARIANTS if not only or v[0] in only]
     steps = {}
     for name, _, overrides, batch, bf16 in variants:
-        steps[name] = make_step(build(name, overrides), batch, tau, bf16)
+        steps[name] = make_step(build(name, overrides), batch, tau, bf16, loss_steps="last" if name.endswith("-last") else "all")
         steps[name]()  # warm-up: allocator, oneDNN primitive cache, FFT plans
     times: dict[str, list[float]] = {v[0]: [] for v in variants}
     cpu: dict[str, list[float]] = {v[0]: [] for v in variants}
@@ -101,6 +107,7 @@ def run(rounds: int, tau: int, only: list[str] | None = None) -> dict:
     for name, impl, overrides, batch, bf16 in variants:
         s = pc.summary(times[name])
         row = {"variant": name, "implementation": impl, "options": overrides, "batch": batch, "tau": tau,
+               "loss_on": "last prediction" if name.endswith("-last") or name.startswith("peer") else "every prediction",
                "dtype": "bf16 autocast" if bf16 else "fp32", "step_median_s": s["median_s"],
                "step_p95_s": s["p95_s"], "steps_timed": s["n"], "seq_per_s": batch / s["median_s"],
                # CPU seconds (all threads) per step: less sensitive to other processes than wall time
@@ -120,7 +127,7 @@ def run(rounds: int, tau: int, only: list[str] | None = None) -> dict:
             "best_x_reference": best["x_reference"] if best else None}
 
 
-COLUMNS = [("variant", "variant"), ("batch", "batch"), ("dtype", "dtype"), ("step_median_s", "step (s, median)"),
+COLUMNS = [("variant", "variant"), ("batch", "batch"), ("dtype", "dtype"), ("loss_on", "loss on"), ("step_median_s", "step (s, median)"),
            ("step_p95_s", "p95 (s)"), ("cpu_per_step_s", "CPU s/step"), ("seq_per_s", "sequences/s"),
            ("x_reference", "x reference"), ("x_peer", "x fused-cell peer"), ("x_direct_b16", "x DIRECT b16")]
 

@@ -6,8 +6,9 @@ eq. (5) loss on every prediction, RMSprop), as in bench_train.py:
 1. **Components**, each timed alone, forward + backward, with the shapes it has inside the step:
    E on the B*T frames, the memory over the clip, Theta, the warp (GG + S), D, the loss, the
    optimiser step; and the whole step. Components and the whole step are timed in interleaved
-   rounds (medians), so a change of the machine's load touches all alike; "rest" = whole step
-   minus the sum (Python, autograd bookkeeping, the glue between modules).
+   rounds (medians of wall and of CPU time; shares are of CPU time, which other processes
+   disturb much less), so a change of the machine's load touches all alike; "rest" = whole
+   step minus the sum (Python, autograd bookkeeping, the glue between modules).
 2. **Operators**: ``torch.profiler`` of whole steps, self CPU time per operator (forward and
    backward), grouped into named kinds (FFTs, complex matmuls, convolutions, gate pointwise
    math, grid_sample, optimiser, copies/layout).
@@ -19,7 +20,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
+import time
 from pathlib import Path
 from typing import Callable
 
@@ -87,15 +90,22 @@ def time_components(model, batch: int, tau: int, rounds: int) -> list[dict]:
     for fn in parts.values():
         fn()  # warm-up
     times: dict[str, list[float]] = {k: [] for k in parts}
+    cpu: dict[str, list[float]] = {k: [] for k in parts}
     for _ in range(rounds):
         for k, fn in parts.items():
+            c0 = time.process_time()
             times[k] += pc.timed(fn, repeats=1, warmup=0)
+            cpu[k].append(time.process_time() - c0)
+    # CPU seconds (all threads) are the share's basis: much less sensitive than wall time to
+    # other processes on the machine; with one thread they are the work itself.
     med = {k: pc.summary(v)["median_s"] for k, v in times.items()}
-    whole = med.pop("whole training step")
-    rows = [{"part": k, "median_s": v, "share": v / whole} for k, v in med.items()]
-    rest = whole - sum(med.values())
-    rows.append({"part": "rest (Python, autograd, glue) = whole - parts", "median_s": rest, "share": rest / whole})
-    rows.append({"part": "whole training step", "median_s": whole, "share": 1.0})
+    mcpu = {k: statistics.median(v) for k, v in cpu.items()}
+    whole, whole_cpu = med.pop("whole training step"), mcpu.pop("whole training step")
+    rows = [{"part": k, "median_s": v, "cpu_s": mcpu[k], "share": mcpu[k] / whole_cpu} for k, v in med.items()]
+    rest, rest_cpu = whole - sum(med.values()), whole_cpu - sum(mcpu.values())
+    rows.append({"part": "rest (Python, autograd, glue) = whole - parts", "median_s": rest, "cpu_s": rest_cpu,
+                 "share": rest_cpu / whole_cpu})
+    rows.append({"part": "whole training step", "median_s": whole, "cpu_s": whole_cpu, "share": 1.0})
     return rows
 
 
@@ -144,7 +154,8 @@ def main(argv: list[str] | None = None) -> int:
     path = pc.write_json("profile_train", res, args.out)
     print(f"training step profile, batch {args.batch}, tau {args.tau}, {json.dumps(res['options'])} -- "
           f"{pc.machine_line(m)}")
-    print(pc.table(rows, [("part", "part"), ("median_s", "time (s, median)"), ("share", "share of the step")]))
+    print(pc.table(rows, [("part", "part"), ("median_s", "wall (s, median)"), ("cpu_s", "CPU (s, median)"),
+                          ("share", "share of the step's CPU time")]))
     print(pc.table(kinds, [("kind", "operator kind"), ("self_s_per_step", "self CPU s/step"), ("share", "share")]))
     print(pc.table(top, [("op", "operator"), ("self_s_per_step", "self CPU s/step"), ("share", "share"),
                          ("calls_per_step", "calls/step")]))

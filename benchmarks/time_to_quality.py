@@ -40,19 +40,20 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = ROOT / "configs" / "vanilla-mmnist.yaml"
 TARGET = 0.0835  # the paper's best binary Moving MNIST BCE (Table 2)
+EVAL_CONTEXT = 10  # scored as in the paper, whatever context the recipe trains on: feed 10, predict the 11th
 PROTOCOL = __doc__.split("Protocol (``PROTOCOL`` below, also written into the JSON):")[1].strip()
 
 
 # ------------------------------------------------------------------------- one run (child)
 def eval_clips(cfg, split: str, n: int):
-    """(n, tau + 1, C, H, W) uint8 clips to score: the binary test split (seed 2) or the config's
-    validation split, first tau + 1 frames."""
+    """(n, 11, C, H, W) uint8 clips to score: the binary test split (seed 2) or the config's
+    validation split, first EVAL_CONTEXT + 1 frames."""
     import torch
 
     from stae.data.moving_mnist import default_dataset
     from stae.training.batches import build_datasets, fetch
 
-    tau = cfg.data.context
+    tau = EVAL_CONTEXT
     if split == "test":
         ds = default_dataset("test", num_sequences=n, binary=cfg.data.binary, size=cfg.data.size)
     else:

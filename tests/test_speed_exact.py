@@ -92,3 +92,21 @@ def test_fused_cell_peer_checks_itself():
                          text=True, timeout=300)
     assert run.returncode == 0, run.stdout + run.stderr
     assert "703,651 parameters" in run.stdout
+
+
+def test_time_to_quality_runs_and_writes_its_curve(tmp_path):
+    """The benchmark's pipeline end to end on a tiny budget (run as a script): two configs,
+    one seed, the JSON summary and the PNG curve."""
+    out = tmp_path / "ttq.json"
+    config = str(ROOT / "configs" / "vanilla-mmnist.yaml")
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "time_to_quality.py"), config, config, "--seeds", "0",
+           "--max-minutes", "0.001", "--eval-every", "1", "--subset", "2", "--confirm", "4", "--threads", "1",
+           "--set", "train.batch_size=2", "--set", "data.train_sequences=8", "--set", "model.memory_channels=[4]",
+           "--out", str(out)]
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stdout + run.stderr
+    import json
+
+    res = json.loads(out.read_text())
+    assert len(res["runs"]) == 2 and all(r["curve"] and "full_bce" in r["curve"][-1] for r in res["runs"])
+    assert res["target_bce"] == 0.0835 and "machine" in res and out.with_suffix(".png").exists()

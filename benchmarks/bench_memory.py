@@ -1,5 +1,6 @@
 """Peak memory (RSS) of one training step at batch 16 for tau = 10 and tau = 19, with and
-without the time-checkpointing option, each measured in a fresh subprocess so peaks do not
+without the time-checkpointing option (and the fused-cell peer of fused_cell_peer.py at tau =
+10), each measured in a fresh subprocess so peaks do not
 mix. The child reads its own ``ru_maxrss`` (peak resident set) after building the model and
 data (the baseline) and after two training steps (the peak).
 
@@ -29,6 +30,7 @@ _CKPT = {"recompute_steps": True}
 
 # (name, ModelConfig overrides, tau, bf16 autocast)
 VARIANTS: list[tuple[str, dict, int, bool]] = [
+    ("fused-cell peer", DIRECT, 10, False),
     ("direct", DIRECT, 10, False),
     ("fast", FAST, 10, False),
     ("direct", DIRECT, 19, False),
@@ -38,15 +40,18 @@ VARIANTS: list[tuple[str, dict, int, bool]] = [
 ]
 
 
-def child(overrides: dict, tau: int, batch: int, bf16: bool, threads: int | None) -> dict:
+def child(overrides: dict, tau: int, batch: int, bf16: bool, threads: int | None, peer: bool = False) -> dict:
     import torch
 
     from bench_train import make_step
+    from fused_cell_peer import from_stae
     from stae.model import build_model
 
     pc.setup_threads(threads)
     torch.manual_seed(0)
     model = build_model(PRESET, **overrides)
+    if peer:
+        model = from_stae(model)
     step = make_step(model, batch, tau, bf16)
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     step()
@@ -60,16 +65,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: all available cores)")
     ap.add_argument("--out", default=None, help="JSON path (default benchmarks/results/memory.json)")
+    ap.add_argument("--only", nargs="*", help="variant names to run (default all)")
+    ap.add_argument("--taus", type=int, nargs="*", default=None, help="only these tau (default 10 and 19)")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)  # JSON spec: run one measurement
     args = ap.parse_args(argv)
     if args.child:
         spec = json.loads(args.child)
-        print(json.dumps(child(spec["overrides"], spec["tau"], args.batch, spec["bf16"], args.threads)))
+        print(json.dumps(child(spec["overrides"], spec["tau"], args.batch, spec["bf16"], args.threads, spec["peer"])))
         return 0
     m = pc.machine()
     rows = []
     for name, overrides, tau, bf16 in VARIANTS:
-        spec = json.dumps({"overrides": overrides, "tau": tau, "bf16": bf16})
+        if (args.only and name not in args.only) or (args.taus and tau not in args.taus):
+            continue
+        spec = json.dumps({"overrides": overrides, "tau": tau, "bf16": bf16, "peer": name == "fused-cell peer"})
         cmd = [sys.executable, __file__, "--child", spec, "--batch", str(args.batch)]
         if args.threads:
             cmd += ["--threads", str(args.threads)]
@@ -79,11 +88,16 @@ def main(argv: list[str] | None = None) -> int:
                   "dtype": "bf16 autocast" if bf16 else "fp32",
                   "peak_gb": r["peak_mb"] / 1024, "within_budget": r["peak_mb"] / 1024 <= BUDGET_GB})
         rows.append(r)
+    for r in rows:  # ratios to the peer and to DIRECT at the same tau (peak RSS: lower is better)
+        same = {x["variant"]: x["peak_mb"] for x in rows if x["tau"] == r["tau"]}
+        r["x_peer"] = r["peak_mb"] / same["fused-cell peer"] if "fused-cell peer" in same else None
+        r["x_direct"] = r["peak_mb"] / same["direct"] if "direct" in same else None
     res = {"benchmark": "memory", "preset": PRESET, "budget_gb": BUDGET_GB, "rows": rows, "machine": m}
     path = pc.write_json("memory", res, args.out)
     print(f"peak RSS of a training step, batch {args.batch}, {PRESET}, 64x64 -- {pc.machine_line(m)}")
     print(pc.table(rows, [("variant", "variant"), ("tau", "tau"), ("dtype", "dtype"), ("baseline_mb", "baseline (MB)"),
-                          ("peak_mb", "peak RSS (MB)"), ("within_budget", f"<= {BUDGET_GB} GB")]))
+                          ("peak_mb", "peak RSS (MB)"), ("within_budget", f"<= {BUDGET_GB} GB"),
+                          ("x_peer", "x fused-cell peer"), ("x_direct", "x DIRECT")]))
     print(f"wrote {path}")
     return 0
 

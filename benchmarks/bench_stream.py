@@ -1,7 +1,9 @@
 """Streaming inference: frames/s and per-frame latency (median, 95th percentile) of
 ``model.step(frame, state)`` at batch 1, for 64x64 and 256x256 frames, vanilla preset, with
-stae's default path, its performance options, and the reference implementation's per-step
-computation (eight gate convolutions).
+stae's default path, its performance options, the reference implementation's per-step
+computation (eight gate convolutions) and the fused-cell peer's ``step`` (one fused
+convolution; ``fused_cell_peer.py``). Every row also gives its ratio to the peer and to stae
+DIRECT at the same frame size.
 
     .venv/bin/python benchmarks/bench_stream.py [--seconds 3] [--out FILE]
 """
@@ -26,6 +28,7 @@ import perf_common as pc  # noqa: E402  (sets OMP_WAIT_POLICY before torch loads
 
 import torch  # noqa: E402
 
+from fused_cell_peer import from_stae  # noqa: E402
 from reference_model import ReferenceModel  # noqa: E402
 from stae.model.config import DIRECT, FAST  # noqa: E402
 from stae.model import build_model  # noqa: E402
@@ -36,6 +39,7 @@ PRESET = "conv-1enc-1lstm"
 # (name, ModelConfig overrides, bf16 weights)
 VARIANTS: list[tuple[str, dict, bool]] = [
     ("reference", DIRECT, False),
+    ("peer", DIRECT, False),
     ("direct-fp32", DIRECT, False),
     ("fft-fp32", {**DIRECT, "fft_conv": True}, False),
     ("fast-fp32", FAST, False),
@@ -87,19 +91,24 @@ def run(seconds: float, sizes: list[int]) -> dict:
         for name, overrides, _ in VARIANTS:
             torch.manual_seed(0)
             model = build_model(PRESET, **overrides).eval()
-            step = reference_stepper(model) if name == "reference" else model.step
+            step = {"reference": reference_stepper, "peer": lambda m: from_stae(m).eval().step}.get(
+                name, lambda m: m.step)(model)
             r = measure(step, size, seconds)
             r.update({"variant": name, "size": f"{size}x{size}", "batch": 1, "options": overrides})
             if name == "reference":
                 ref_fps = r["fps"]
             r["x_reference"] = r["fps"] / ref_fps if ref_fps else None
             rows.append(r)
+    for r in rows:
+        same = {x["variant"]: x["fps"] for x in rows if x["size"] == r["size"]}
+        r["x_peer"] = r["fps"] / same["peer"] if "peer" in same else None
+        r["x_direct"] = r["fps"] / same["direct-fp32"] if "direct-fp32" in same else None
     return {"benchmark": "stream", "preset": PRESET, "rows": rows}
 
 
 COLUMNS = [("variant", "variant"), ("size", "frame"), ("fps", "frames/s (1/median)"),
            ("latency_median_ms", "latency median (ms)"), ("latency_p95_ms", "p95 (ms)"),
-           ("x_reference", "x reference")]
+           ("x_reference", "x reference"), ("x_peer", "x fused-cell peer"), ("x_direct", "x DIRECT")]
 
 
 def main(argv: list[str] | None = None) -> int:

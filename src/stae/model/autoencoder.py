@@ -138,11 +138,17 @@ class SpatioTemporalAutoencoder(nn.Module):
         logits, flow = self.head(x, m, frame=frame)  # (B, C, H, W), (B, 2, h, w)
         return logits, flow, state
 
-    def forward(self, clip: torch.Tensor, state: Optional[State] = None) -> StaeOutput:
-        """Every step of a clip (B, T, C, H, W) at once; equal to calling :meth:`step` T times."""
-        return self.run(clip, state)[0]
+    def forward(self, clip: torch.Tensor, state: Optional[State] = None, first_output: int = 0) -> StaeOutput:
+        """Every step of a clip (B, T, C, H, W) at once; equal to calling :meth:`step` T times.
 
-    def run(self, clip: torch.Tensor, state: Optional[State] = None) -> tuple[StaeOutput, State]:
+        ``first_output``: outputs of steps ``first_output .. T-1`` only (B, T - first_output, ...),
+        equal to ``forward(clip)[:, first_output:]``: the memory runs over every step, Theta,
+        GG+S and D only where an output is wanted (a loss on the last prediction needs one).
+        """
+        return self.run(clip, state, first_output)[0]
+
+    def run(self, clip: torch.Tensor, state: Optional[State] = None, first_output: int = 0
+            ) -> tuple[StaeOutput, State]:
         """:meth:`forward` that also returns the memory state after the last frame.
 
         E, Theta, GG+S and D have no recurrence, so they run on all B*T frames in one batch;
@@ -152,15 +158,20 @@ class SpatioTemporalAutoencoder(nn.Module):
             raise StaeError(f"the model expects a clip (B, T, C, H, W), got shape {tuple(clip.shape)}")
         self.check_frame_shape(tuple(clip.shape), "clip")
         b, t = clip.shape[:2]
+        if not 0 <= first_output < t:
+            raise StaeError(f"first_output must be in [0, {t - 1}] for a clip of {t} frames, got {first_output}")
         if self.config.recompute_steps and torch.is_grad_enabled():
-            return self._run_checkpointed(clip, state)
-        x = self.encoder(clip.flatten(0, 1))  # (B*T, d, h, w)
-        ms, state = self.memory.run(x.unflatten(0, (b, t)), state)  # (B, T, d_m, h, w)
-        logits, flow = self.head(x, ms.flatten(0, 1), frame=clip.flatten(0, 1))  # (B*T, C, H, W), (B*T, 2, h, w)
-        logits = logits.unflatten(0, (b, t))
-        return StaeOutput(self.to_image(logits), flow.unflatten(0, (b, t)), logits), state
+            return self._run_checkpointed(clip, state, first_output)
+        xs = self.encoder(clip.flatten(0, 1)).unflatten(0, (b, t))  # (B, T, d, h, w)
+        ms, state = self.memory.run(xs, state)  # (B, T, d_m, h, w)
+        n = t - first_output  # the head only where an output is wanted
+        logits, flow = self.head(xs[:, first_output:].flatten(0, 1), ms[:, first_output:].flatten(0, 1),
+                                 frame=clip[:, first_output:].flatten(0, 1))
+        logits = logits.unflatten(0, (b, n))  # (B, n, C, H, W); flow (B*n, 2, h, w)
+        return StaeOutput(self.to_image(logits), flow.unflatten(0, (b, n)), logits), state
 
-    def _run_checkpointed(self, clip: torch.Tensor, state: Optional[State]) -> tuple[StaeOutput, State]:
+    def _run_checkpointed(self, clip: torch.Tensor, state: Optional[State], first_output: int = 0
+                          ) -> tuple[StaeOutput, State]:
         """:meth:`run` with ``config.recompute_steps``: E, the memory step and the head run
         per time step under torch.utils.checkpoint, so the backward pass recomputes one step
         at a time and only the per-step inputs (frames, x_t, h, c) are kept in between."""
@@ -170,7 +181,8 @@ class SpatioTemporalAutoencoder(nn.Module):
         xs = torch.stack([ckpt(self.encoder, y) for y in clip.unbind(1)], 1)  # (B, T, d, h, w)
         ms, state = self.memory.run(xs, state)  # checkpoints each step itself
         heads = [ckpt(lambda x, m, y: self.head(x, m, frame=y), x, m, y)
-                 for x, m, y in zip(xs.unbind(1), ms.unbind(1), clip.unbind(1))]
+                 for x, m, y in zip(xs.unbind(1)[first_output:], ms.unbind(1)[first_output:],
+                                    clip.unbind(1)[first_output:])]
         logits = torch.stack([lg for lg, _ in heads], 1)  # (B, T, C, H, W)
         flows = torch.stack([f for _, f in heads], 1)  # (B, T, 2, h, w)
         return StaeOutput(self.to_image(logits), flows, logits), state

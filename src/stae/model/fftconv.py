@@ -102,38 +102,52 @@ def _real_dtype(dtype: torch.dtype) -> torch.dtype:
 
 
 @shape_cache(maxsize=32)
-def _dft2(plan: FFTPlan, device: torch.device, dtype: torch.dtype, offset: Optional[int] = None) -> torch.Tensor:
-    """E[(u, v), (m, n)] = exp(-2 pi i (u (p - m) / N_h + v (p - n) / N_w)): (F, k * k),
-    cached per plan, offset, device and dtype (it is a constant of the shape)."""
+def _dft_factors(plan: FFTPlan, device: torch.device, dtype: torch.dtype, offset: Optional[int] = None,
+                 conj: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The two 1-D factors of the kernel DFT E[(u, v), (m, n)] = Eh[u, m] Ew[v, n]:
+    Eh (N_h, k) complex and Ew (M_w, k) as its real and imaginary parts (conjugated for
+    ``conj``), cached per plan, offset, device and dtype (constants of the shape)."""
     eh = _dft_matrix(plan.n_h, plan.k, plan.n_h, device, dtype, offset)  # (N_h, k)
     ew = _dft_matrix(plan.n_w, plan.k, plan.n_w // 2 + 1, device, dtype, offset)  # (M_w, k)
-    return (eh[:, None, :, None] * ew[None, :, None, :]).reshape(plan.freqs, plan.k * plan.k)
+    if conj:
+        eh, ew = eh.conj(), ew.conj()
+    return eh.resolve_conj().contiguous(), ew.real.contiguous(), ew.imag.contiguous()
+
+
+def _separable_dft(w: torch.Tensor, plan: FFTPlan, offset: Optional[int], conj: bool) -> torch.Tensor:
+    """w (k, k, P) real (kernel rows m, columns n, channel pairs) -> (F, P) complex
+    sum_{m, n} Eh[u, m] Ew[v, n] w[m, n]: the DFT along the columns (a real matmul per row),
+    then along the rows (one complex matmul). Equal to one (F, k^2) DFT-matrix product, with
+    about 6x fewer multiply-adds for k = 7 on a 36 x 36 grid."""
+    k, p = plan.k, w.shape[-1]
+    eh, ew_re, ew_im = _dft_factors(plan, w.device, _complex_dtype(w.dtype), offset, conj)
+    with torch.autocast(w.device.type, enabled=False):  # spectra are always float32/64
+        a = torch.complex(torch.matmul(ew_re, w), torch.matmul(ew_im, w))  # (k_m, M_w, P)
+        return (eh @ a.reshape(k, -1)).view(plan.freqs, p)  # (N_h, M_w P) = (F, P), F = u M_w + v
 
 
 def kernel_spectrum(weight: torch.Tensor, plan: FFTPlan, offset: Optional[int] = None) -> torch.Tensor:
     """Spectrum of a cross-correlation kernel: weight (C_out, C_in, k, k) -> (F, C_in, C_out).
 
-    One complex matmul on the k x k support, (F, k^2) @ (k^2, C_in C_out), which lands
-    directly in the frequency-major layout (no padding to N x N, no transpose). Differentiable.
+    The DFT on the k x k support only (no padding to N x N), separably (:func:`_separable_dft`),
+    landing directly in the frequency-major layout (no transpose). Differentiable.
     """
     if weight.shape[-1] != plan.k or weight.shape[-2] != plan.k:
         raise ValueError(f"kernel {tuple(weight.shape)} does not match the plan's k={plan.k}")
     c_out, c_in = weight.shape[:2]
-    e = _dft2(plan, weight.device, _complex_dtype(weight.dtype), offset)
     with torch.autocast(weight.device.type, enabled=False):  # spectra are always float32/64
-        w = weight.to(_real_dtype(weight.dtype)).permute(2, 3, 1, 0).reshape(plan.k * plan.k, c_in * c_out)
-        return (e @ w.to(e.dtype)).view(plan.freqs, c_in, c_out)
+        w = weight.to(_real_dtype(weight.dtype)).permute(2, 3, 1, 0).reshape(plan.k, plan.k, c_in * c_out)
+        return _separable_dft(w, plan, offset, conj=False).view(plan.freqs, c_in, c_out)
 
 
 @torch.no_grad()
 def kernel_adjoint(weight: torch.Tensor, plan: FFTPlan) -> torch.Tensor:
     """``adjoint(kernel_spectrum(weight, plan))`` computed directly in its layout
-    (F, C_out, C_in) by one matmul with the conjugate DFT matrix: cheaper than transposing
-    the spectrum. A constant for :func:`spectral_mix`'s backward pass (no gradient)."""
+    (F, C_out, C_in) with the conjugate DFT factors: cheaper than transposing the spectrum.
+    A constant for :func:`spectral_mix`'s backward pass (no gradient)."""
     c_out, c_in = weight.shape[:2]
-    e = _dft2(plan, weight.device, _complex_dtype(weight.dtype)).conj()
-    w = weight.to(_real_dtype(weight.dtype)).permute(2, 3, 0, 1).reshape(plan.k * plan.k, c_out * c_in)
-    return (e @ w.to(e.dtype)).view(plan.freqs, c_out, c_in)
+    w = weight.to(_real_dtype(weight.dtype)).permute(2, 3, 0, 1).reshape(plan.k, plan.k, c_out * c_in)
+    return _separable_dft(w, plan, None, conj=True).view(plan.freqs, c_out, c_in)
 
 
 def input_spectrum(x: torch.Tensor, plan: FFTPlan) -> torch.Tensor:

@@ -26,7 +26,13 @@ class SpatialEncoder(nn.Module):
         self.net = nn.Sequential(*layers)
 
     def forward(self, y: torch.Tensor) -> torch.Tensor:
-        return self.net(y)
+        # Per block conv -> max-pool -> tanh: the same values as conv -> tanh -> max-pool (tanh
+        # is increasing, so the max of the tanh is the tanh of the max), with tanh and its
+        # backward on a quarter of the pixels and no full-resolution tanh output stored.
+        blocks = list(self.net)
+        for conv, tanh, pool in zip(blocks[0::3], blocks[1::3], blocks[2::3]):
+            y = tanh(pool(conv(y)))
+        return y
 
 
 class SpatialDecoder(nn.Module):

@@ -93,12 +93,15 @@ def clip_loss(model: nn.Module, clip: torch.Tensor, cfg: RunConfig, weights: Los
     """Loss of one batch of clips (B, tau + 1, C, H, W): the model sees frames 0..tau-1 and
     ``frames[:, t]`` is compared with clip frame t + 1 -- the last prediction only (Fig. 2;
     ``train.loss_steps: last`` or ``last_only``) or every one after ``train.loss_warmup``.
-    Returns (terms, model output)."""
+    Returns (terms, model output of the steps the loss looks at: ``out.frames[:, -1]`` is the
+    prediction of frame tau + 1)."""
     tau = cfg.data.context
-    with torch.autocast(clip.device.type, dtype=amp_dtype or torch.bfloat16, enabled=amp_dtype is not None):
-        out = model(clip[:, :tau])
     first = tau - 1 if (last_only or cfg.train.loss_steps == "last") else cfg.train.loss_warmup
-    frames, logits, flows = (x[:, first:].float() for x in (out.frames, out.logits, out.flows))
+    with torch.autocast(clip.device.type, dtype=amp_dtype or torch.bfloat16, enabled=amp_dtype is not None):
+        # Theta, warp and D only for the predictions the loss looks at (the same values:
+        # SpatioTemporalAutoencoder.forward's first_output); the output holds steps first..tau-1.
+        out = model(clip[:, :tau], first_output=first)
+    frames, logits, flows = (x.float() for x in (out.frames, out.logits, out.flows))
     terms = objective(frames, logits, flows, clip[:, first + 1:tau + 1], weights)
     return terms, out
 

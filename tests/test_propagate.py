@@ -13,14 +13,9 @@ from stae.weights import save_model
 from stae.cli import main
 from stae.model.config import ModelConfig
 from stae.model import build_model
-from stae.propagate import (
-    label_colors,
-    labels_from_masks,
-    propagate,
-    read_label_png,
-    warp_labels,
-    write_label_png,
-)
+from stae.label_maps import label_colors, labels_from_masks, read_label_png, write_label_png
+from stae.label_warp import warp_labels
+from stae.propagate import PropagationOptions, propagate
 from stae.errors import StaeError
 
 TINY = dict(encoder_channels=(4,), memory_channels=(4,), flow_kernel=3, spatial_kernel=3, memory_kernel=3)
@@ -48,19 +43,20 @@ def blobs(h: int = 16, w: int = 16) -> torch.Tensor:
 def test_zero_flow_model_equals_copy_first_mask():
     model = constant_flow_model(0.0, 0.0)
     frames = torch.rand(5, 1, 16, 16)
-    res = propagate(model, frames, blobs(), methods=("stae", "copy_first"))
-    assert len(res.labels["stae"]) == 5
-    for a, b in zip(res.labels["stae"], res.labels["copy_first"]):
+    res = propagate(model, frames, blobs(), methods=("predictive", "copy_first"))
+    assert len(res.labels["predictive"]) == 5
+    for a, b in zip(res.labels["predictive"], res.labels["copy_first"]):
         assert torch.equal(a, b)
 
 
+@pytest.mark.parametrize("options", [PropagationOptions(soft=True), PropagationOptions(soft=False)], ids=["soft", "hard"])
 @pytest.mark.parametrize("dx, dy", [(1.0, 0.0), (0.0, -1.0), (1.0, 1.0)])
-def test_constant_flow_moves_labels_by_exactly_that_shift(dx, dy):
+def test_constant_flow_moves_labels_by_exactly_that_shift(dx, dy, options):
     model = constant_flow_model(dx, dy)  # stride 2: image flow (2 dx, 2 dy) pixels
     sx, sy = int(2 * dx), int(2 * dy)
     lab0 = blobs()
-    res = propagate(model, torch.rand(4, 1, 16, 16), lab0)
-    for t, lab in enumerate(res.labels["stae"]):
+    res = propagate(model, torch.rand(4, 1, 16, 16), lab0, methods=("predictive",), options=options)
+    for t, lab in enumerate(res.labels["predictive"]):
         # labels_t(p) = labels_0(p + t * T): sample the start map shifted by t*(sx, sy), 0 outside.
         expected = torch.zeros_like(lab0)
         ys, xs = torch.meshgrid(torch.arange(16), torch.arange(16), indexing="ij")
@@ -131,11 +127,11 @@ def test_cli_video_with_true_masks(video, tmp_path):
     ckpt, folder, labels, masks = video
     out = tmp_path / "out"
     assert main(["propagate", str(ckpt), str(folder), "--labels", str(labels), "--true-masks", str(masks),
-                 "--out", str(out)]) == 0
+                 "--mode", "predictive", "--out", str(out)]) == 0
     s = json.loads((out / "propagate.json").read_text())
     assert s["frames"] == 5 and s["label_values"] == [0, 1, 2, 7]
     # A static scene with a zero-flow model: every method keeps the mask, IoU 1.
-    assert s["mean_iou"]["stae"] == 1.0 and s["mean_iou"]["copy_first"] == 1.0
+    assert s["mean_iou"]["predictive"] == 1.0 and s["mean_iou"]["copy_first"] == 1.0
     assert 0.0 <= s["mean_iou"]["dis"] <= 1.0
     assert len(s["per_frame"]) == 5
     assert sorted(p.name for p in (out / "labels").iterdir()) == [f"labels_{t:05d}.png" for t in range(5)]
@@ -151,10 +147,10 @@ def test_cli_moving_mnist_reports_three_methods(tmp_path):
     ckpt = save_model(tmp_path / "zero.safetensors", constant_flow_model(0.0, 0.0))
     out = tmp_path / "mm"
     assert main(["propagate", str(ckpt), "--moving-mnist", "3", "--image-size", "32", "--frames", "4",
-                 "--out", str(out)]) == 0
+                 "--mode", "predictive", "--out", str(out)]) == 0
     s = json.loads((out / "propagate.json").read_text())
-    assert set(s["mean_iou"]) == {"stae", "dis", "copy_first"}
-    assert s["mean_iou"]["stae"] == s["mean_iou"]["copy_first"]  # zero flow == copying the first mask
+    assert set(s["mean_iou"]) == {"predictive", "dis", "copy_first"}
+    assert s["mean_iou"]["predictive"] == s["mean_iou"]["copy_first"]  # zero flow == copying the first mask
     assert s["label_values"] == [0, 1, 2]
 
 
@@ -202,10 +198,10 @@ def test_clip_file_with_truth_supplies_labels_and_truth(tmp_path):
     npz = save_moving_mnist(tmp_path / "mm.npz", num_sequences=2, split="test", truth=True, num_frames=4, size=32)
     ckpt = save_model(tmp_path / "zero.safetensors", constant_flow_model(0.0, 0.0))
     out = tmp_path / "o"
-    assert main(["propagate", str(ckpt), str(npz), "--index", "1", "--out", str(out)]) == 0
+    assert main(["propagate", str(ckpt), str(npz), "--index", "1", "--mode", "predictive", "--out", str(out)]) == 0
     s = json.loads((out / "propagate.json").read_text())
     assert s["labels"] == "the true labels of frame 0" and s["frames"] == 4
-    assert s["mean_iou"]["stae"] == s["mean_iou"]["copy_first"]
+    assert s["mean_iou"]["predictive"] == s["mean_iou"]["copy_first"]
 
 
 def test_start_warms_the_memory_then_labels_that_frame():
@@ -216,14 +212,14 @@ def test_start_warms_the_memory_then_labels_that_frame():
     with torch.no_grad():
         model.flow.net[-1].weight.normal_(0, 0.5)  # a flow that depends on the memory
     frames, lab = torch.rand(6, 1, 16, 16), blobs()
-    res = propagate(model, frames, lab, start=2)
-    assert res.start == 2 and len(res.labels["stae"]) == 4 and torch.equal(res.labels["stae"][0], lab)
+    res = propagate(model, frames, lab, methods=("predictive",), start=2)
+    assert res.start == 2 and len(res.labels["predictive"]) == 4 and torch.equal(res.labels["predictive"][0], lab)
     with torch.no_grad():
         state = None
         for f in frames[:3]:
             _, flow, state = model.step(f.unsqueeze(0), state)
     from stae.model.warp import upsample_flow
-    assert torch.equal(res.labels["stae"][1], warp_labels(lab, upsample_flow(flow, model.stride)[0]))
+    assert torch.equal(res.labels["predictive"][1], warp_labels(lab, upsample_flow(flow, model.stride)[0]))
     with torch.no_grad():
         _, cold, _ = model.step(frames[2].unsqueeze(0), None)  # frame 2 without the warm-up
     assert not torch.allclose(cold, flow)  # the warm-up changes the flow that carries the labels
@@ -244,7 +240,7 @@ def test_cli_start_labels_a_later_frame(tmp_path, capsys):
     assert "mean IoU over frames 3..5" in capsys.readouterr().out
     s = json.loads((out / "propagate.json").read_text())
     assert s["labelled_frame"] == 2 and s["frames"] == 6 and [r["t"] for r in s["per_frame"]] == [2, 3, 4, 5]
-    assert s["per_frame"][0]["stae"] == 1.0  # frame 2 carries its own true labels
+    assert s["per_frame"][0]["observed"] == 1.0  # frame 2 carries its own true labels
     assert sorted(p.name for p in (out / "labels").iterdir())[0] == "labels_00002.png"
     assert main(["propagate", str(ckpt), "--moving-mnist", "3", "--image-size", "32", "--frames", "6",
                  "--start", "6", "--out", str(tmp_path / "bad")]) == 2

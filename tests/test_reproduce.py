@@ -24,7 +24,7 @@ def test_committed_report_is_rendered_again_byte_for_byte(tmp_path):
     shutil.copytree(ROOT / "docs" / "results", out, ignore=shutil.ignore_patterns("*.png"))
     r = reproduce("--no-train", "--out", out, "--runs", tmp_path / "runs")
     assert r.returncode == 0, r.stderr
-    assert r.stdout.count("exists: skipped") == 11 and not (tmp_path / "runs").exists()
+    assert r.stdout.count("exists: skipped") == 12 and not (tmp_path / "runs").exists()
     assert (tmp_path / "results.md").read_bytes() == (ROOT / "docs" / "results.md").read_bytes()
 
 
@@ -60,8 +60,12 @@ def test_flow_propagation_figures_and_ship_of_one_vanilla_run(tmp_path):
     d = fl["runs"][SHIP_RUN]["diagnosis"]
     assert fl["runs"][SHIP_RUN]["epe"] > 0 and 0 <= d["samples_off_the_map"] <= 1 and d["sequences"] == 8
     assert set(fl["baselines"]) == {"dis", "copy_last"}
-    pr = json.loads((out / "propagation.json").read_text())
-    assert set(pr["iou"]) == {SHIP_RUN, "dis", "copy_first"} and set(pr["iou"]["dis"]) == {"1", "5", "10"}
+    pr = json.loads((out / "propagation.json").read_text())  # the shipped models, by name: no run needed
+    assert set(pr["datasets"]) == {"moving_mnist", "textures"} and pr["test_set"]["sequences"] == 2
+    iou = pr["datasets"]["textures"]["iou"]
+    assert set(iou) == {"predictive", "observed", "dis", "dis_hard", "copy_first"} and set(iou["dis"]) == {"1", "5", "10"}
+    assert set(pr["targets"]["moving_mnist"]) == {"observed_at_least_dis", "predictive_above_copy", "predictive_gap_to_dis"}
+    assert (out / "propagate_textures_compare.gif").stat().st_size > 0
     assert (out / "fig5.png").stat().st_size > 0 and (out / "fig5_lines.png").stat().st_size > 0
     ship = json.loads((out / "ship.json").read_text())
     path = out / "weights" / "vanilla-mmnist.safetensors"  # quick mode: never the package's folder
@@ -71,7 +75,7 @@ def test_flow_propagation_figures_and_ship_of_one_vanilla_run(tmp_path):
     assert torch.equal(load_model(path)(x).frames, load_model(run)(x).frames)
     assert json.loads(read_metadata(path)["stae_training"])["updates"] == 4
     text = (out / "results.md").read_text()
-    assert "| model conv-1enc-1lstm | not yet run |" in text and "| copy the mask |" in text
+    assert "| model conv-1enc-1lstm | not yet run |" in text and "| stae, observed mode" in text
     assert "(conv-1enc-1lstm, flow fixes)" in text  # the shipped run named by its Table 2 row
 
 

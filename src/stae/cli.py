@@ -26,6 +26,7 @@ COMMANDS = [
     "plot",
     "predict",
     "propagate",
+    "segment_demo",
     "train",
     "warp_check",
 ]

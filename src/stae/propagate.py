@@ -1,24 +1,23 @@
-"""Label propagation along the model's predicted flow (the paper's application: weakly
-supervised video segmentation from one labelled frame): ``stae propagate``.
+"""Label propagation along the model's flow (the paper's application: weakly supervised video
+segmentation from one labelled frame): ``stae propagate``. docs/propagation.md has the
+measurements behind every choice below.
 
-Rule. The step on frame t gives the backward flow ``T_t`` with ``pred_{t+1}(p) ~ frame_t(p +
-T_t(p))`` (eq. 4); upsampled to image resolution it carries the labels the same way:
+Rule. A backward flow ``T`` from frame t+1 to frame t (``frame_{t+1}(p) ~ frame_t(p + T(p))``,
+eq. 4) carries the labels the same way, ``labels_{t+1}(p) = labels_t(p + T(p))``;
+:mod:`stae.label_warp` owns how (soft probabilities or hard votes, occlusion handling).
 
-    labels_{t+1}(p) = labels_t(p + T_t(p))
+Where the model's flow comes from, the two *modes* (reported separately, never mixed):
 
-Labels are integers, so they are not sampled directly: the map is split into one-hot
-channels (one per label present), each channel is warped with :func:`stae.model.warp.warp`
-(bilinear: the four neighbours of ``p + T_t(p)`` vote with their bilinear weights), and the
-label with the largest vote wins (argmax; ties go to the smaller label). The one-hot maps
-are rebuilt from the argmax at every step, so votes never blur over time. Nearest-neighbour
-sampling is the alternative (take the label of the nearest pixel); the vote is its smooth
-version and agrees with it wherever the four neighbours agree. A pixel whose source lies
-outside the frame gets no vote and becomes 0 (background).
+* **predictive** -- ``T_t`` as the model predicts it at step t, *before* it sees frame t+1
+  (what the paper's model gives), upsampled to image resolution. The frames before the
+  labelled one may warm the memory (``start``).
+* **observed** -- the model may use the frame it labels, as DIS does: its predicted flow,
+  upsampled, is refined on the observed pair (:func:`stae.flow_refine.refine_flow`).
 
-Baselines (as in the video-segmentation literature): copy the first mask to every frame, and
-propagate along OpenCV DIS flow, ``dis_backward_flow(frame_{t+1}, frame_t)`` (backward, image
-resolution), with the same rule. Scores: region IoU (Jaccard), :func:`stae.metrics.iou`, the
-mean over the labels other than 0.
+Baselines (as in the video-segmentation literature), carried by the same rule: copy the first
+mask to every frame, and OpenCV DIS flow, ``dis_backward_flow(frame_{t+1}, frame_t)``
+(backward, image resolution; it sees the frame it labels). Scores: region IoU (Jaccard),
+:func:`stae.metrics.iou`, the mean over the labels other than 0.
 """
 
 from __future__ import annotations
@@ -33,117 +32,116 @@ from typing import Iterable, Iterator, Optional, Sequence, Union
 import numpy as np
 import torch
 
-from stae.errors import StaeError
-from stae.model.autoencoder import SpatioTemporalAutoencoder
 from stae.data.video import natural_key
-from stae.model.warp import upsample_flow, warp
+from stae.errors import StaeError
+from stae.flow_refine import RefineOptions, refine_flow
+from stae.label_maps import (from_probabilities, label_values, labels_from_masks, overlay, read_label_png,
+                             to_probabilities, write_label_png)
+from stae.label_warp import forward_backward_occlusion, warp_labels, warp_probabilities
+from stae.machine import require_memory
+from stae.model.autoencoder import SpatioTemporalAutoencoder
+from stae.model.warp import upsample_flow
 
-# Channels warped at once: bounds memory (chunk x H x W floats) for label maps with many labels.
-LABEL_CHUNK = 16
-METHODS = ("stae", "dis", "copy_first")
-
-
-# --------------------------------------------------------------------------------------
-# Label maps on disk
-
-
-def read_label_png(path: Union[str, os.PathLike]) -> torch.Tensor:
-    """A PNG of integer labels -> int64 (H, W).
-
-    Accepted: 8-bit gray ("L"), palette ("P": the palette *indices* are the labels, as in
-    DAVIS annotations), 1-bit, and 16/32-bit integer images. An RGB(A) picture is refused:
-    its colours are not labels.
-    """
-    from PIL import Image, UnidentifiedImageError
-
-    p = Path(path)
-    try:
-        with Image.open(p) as im:
-            im.load()
-            mode = im.mode
-            if mode in ("RGB", "RGBA", "LA", "CMYK", "YCbCr", "HSV", "F"):
-                raise StaeError(f"{p}: a label map must be a single-channel integer PNG (gray, palette or 16-bit), "
-                                f"not {mode}")
-            a = np.asarray(im.convert("L") if mode == "1" else im)
-    except UnidentifiedImageError:
-        raise StaeError(f"{p}: not an image file") from None
-    if a.ndim != 2:
-        raise StaeError(f"{p}: a label map must be a single-channel image, got shape {a.shape}")
-    if (a < 0).any():
-        raise StaeError(f"{p}: negative labels")
-    return torch.from_numpy(a.astype(np.int64))
-
-
-def label_colors(n: int) -> np.ndarray:
-    """(n, 3) uint8: the PASCAL VOC / DAVIS colour map (0 black, 1 dark red, 2 dark green, ...),
-    which repeats its 256 colours for larger labels."""
-    idx = np.arange(n) % 256
-    cmap = np.zeros((n, 3), np.int64)
-    lab = idx.copy()
-    for shift in range(7, -1, -1):
-        for c in range(3):
-            cmap[:, c] |= ((lab >> c) & 1) << shift
-        lab >>= 3
-    return cmap.astype(np.uint8)
-
-
-def write_label_png(path: Union[str, os.PathLike], labels: torch.Tensor) -> None:
-    """Write an integer label map (H, W) as PNG: palette ("P", indices = labels, VOC colours)
-    when all labels are < 256, else 16-bit gray. Reading it back with :func:`read_label_png`
-    (or PIL: ``np.asarray(Image.open(path))``) gives the same integers."""
-    from PIL import Image
-
-    a = labels.detach().cpu().numpy()
-    if a.min(initial=0) < 0 or a.max(initial=0) > 65535:
-        raise StaeError(f"{path}: labels must be in 0..65535 to be stored as PNG")
-    if a.max(initial=0) < 256:
-        im = Image.fromarray(a.astype(np.uint8), mode="P")
-        im.putpalette(label_colors(256).reshape(-1).tolist())
-    else:
-        im = Image.fromarray(a.astype(np.uint16))
-    im.save(path, format="PNG")
-
-
-def overlay(frame: torch.Tensor, labels: torch.Tensor, alpha: float = 0.5) -> np.ndarray:
-    """Frame (C, H, W) in [0, 1] with the labels' VOC colours blended in (label 0 left clear)
-    -> (H, W, 3) uint8."""
-    from stae.viz import to_rgb_uint8
-
-    img = to_rgb_uint8(frame).astype(np.float32)
-    lab = labels.cpu().numpy()
-    colors = label_colors(int(lab.max(initial=0)) + 1).astype(np.float32)
-    fg = lab > 0
-    img[fg] = (1 - alpha) * img[fg] + alpha * colors[lab[fg]]
-    return np.clip(img + 0.5, 0, 255).astype(np.uint8)
+MODES = ("predictive", "observed")  # the model's two ways of giving a flow (module doc)
+METHODS = MODES + ("dis", "copy_first")
 
 
 # --------------------------------------------------------------------------------------
 # Propagation
 
 
-def warp_labels(labels: torch.Tensor, flow: torch.Tensor, chunk: int = LABEL_CHUNK) -> torch.Tensor:
-    """One propagation step: ``out(p) = labels(p + flow(p))`` for an integer map (H, W) and a
-    backward flow (2, H, W) in image pixels, by bilinear one-hot vote and argmax (module doc).
+@dataclass(frozen=True)
+class PropagationOptions:
+    """How labels are carried (docs/propagation.md has the ablation these defaults come from).
 
-    Only the labels present are warped, ``chunk`` at a time, so the cost does not depend on
-    how large the label values are. Returns int64 (H, W).
+    ``soft``: carry per-class probabilities, argmax only for output (else hard one-hot votes
+    rebuilt every step); ``occlusion``: forward-backward check and guided filling for the
+    methods that have a forward flow (observed, dis; the predictive flow has none);
+    ``refine``: the observed mode's flow refinement.
     """
-    if labels.dim() != 2 or flow.shape != (2, *labels.shape):
-        raise ValueError(f"warp_labels expects labels (H, W) and flow (2, H, W); got {tuple(labels.shape)} "
-                         f"and {tuple(flow.shape)}")
-    values = torch.unique(labels)  # sorted: argmax ties go to the smaller label
-    f = flow.unsqueeze(0).float()
-    best = torch.zeros(labels.shape, dtype=torch.float32)
-    out = torch.zeros(labels.shape, dtype=torch.int64)
-    for i in range(0, len(values), chunk):
-        vals = values[i:i + chunk]
-        onehot = (labels.unsqueeze(0) == vals.view(-1, 1, 1)).float().unsqueeze(0)  # (1, k, H, W)
-        vote = warp(onehot, f)[0]  # (k, H, W)
-        v, j = vote.max(0)
-        better = v > best  # strictly: an earlier (smaller) label keeps a tie
-        best = torch.where(better, v, best)
-        out = torch.where(better, vals[j], out)
-    return out  # no vote at all (source outside the frame) -> 0
+
+    soft: bool = True
+    occlusion: bool = False
+    refine: RefineOptions = RefineOptions()
+
+
+class Propagator:
+    """Carries a batch of label maps through a batch of videos, frame by frame, with each of
+    ``methods`` (:data:`METHODS`) at once; one model stream serves both model modes.
+
+    ``warm(frame)`` feeds a frame before the labelled one (memory only); ``first(frame)`` is
+    the labelled frame; ``next(frame)`` carries the labels onto each following frame. Frames
+    are (B, C, H, W); labels (B, H, W) int64. Each call returns {method: labels (B, H, W)}.
+    """
+
+    def __init__(self, model: Optional[SpatioTemporalAutoencoder], labels0: torch.Tensor, methods: Sequence[str],
+                 options: PropagationOptions = PropagationOptions()):
+        unknown = set(methods) - set(METHODS)
+        if unknown:
+            raise ValueError(f"unknown propagation method(s) {sorted(unknown)}; choose from {METHODS}")
+        self.uses_model = bool(set(methods) & set(MODES))
+        if self.uses_model and model is None:
+            raise ValueError(f"methods {sorted(set(methods) & set(MODES))} need a model")
+        self.model, self.methods, self.options = model, tuple(methods), options
+        self.values = label_values(labels0)
+        if options.soft:
+            require_memory(4 * len(self.values) * labels0.numel() * (len(methods) + 2), "soft label maps")
+        self.labels0 = labels0
+        self.carried: dict[str, torch.Tensor] = {}
+        self.state = None
+        self.predicted: Optional[torch.Tensor] = None  # the model's last flow at image resolution
+        self.prev: Optional[torch.Tensor] = None
+
+    def warm(self, frame: torch.Tensor) -> None:
+        self._see(frame)
+
+    def first(self, frame: torch.Tensor) -> dict[str, torch.Tensor]:
+        start = to_probabilities(self.labels0, self.values) if self.options.soft else self.labels0
+        self.carried = {m: start for m in self.methods}
+        self._see(frame)
+        return {m: self.labels0 for m in self.methods}
+
+    def next(self, frame: torch.Tensor) -> dict[str, torch.Tensor]:
+        out = {}
+        for m in self.methods:
+            if m == "copy_first":
+                out[m] = self.labels0
+                continue
+            backward, forward = self._flows(m, frame)
+            self.carried[m] = self._carry(self.carried[m], backward, forward, frame)
+            out[m] = self._labels(self.carried[m])
+        self._see(frame)
+        return out
+
+    def _see(self, frame: torch.Tensor) -> None:
+        if self.uses_model:
+            _, flow, self.state = self.model.step(frame, self.state)
+            self.predicted = upsample_flow(flow, self.model.stride).float()
+        self.prev = frame
+
+    def _flows(self, method: str, frame: torch.Tensor) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """(backward flow frame -> prev, forward flow prev -> frame or None) of ``method``."""
+        want_forward = self.options.occlusion
+        if method == "predictive":
+            return self.predicted, None
+        if method == "observed":
+            ref = self.options.refine
+            forward = refine_flow(self.prev, frame, -self.predicted, ref) if want_forward else None
+            return refine_flow(frame, self.prev, self.predicted, ref), forward
+        from stae.baselines import dis_backward_flow
+
+        forward = dis_backward_flow(self.prev, frame) if want_forward else None
+        return dis_backward_flow(frame, self.prev), forward
+
+    def _carry(self, carried: torch.Tensor, backward: torch.Tensor, forward: Optional[torch.Tensor],
+               frame: torch.Tensor) -> torch.Tensor:
+        if not self.options.soft:
+            return torch.stack([warp_labels(lab, f) for lab, f in zip(carried, backward)])
+        occluded = None if forward is None else forward_backward_occlusion(backward, forward)
+        return warp_probabilities(carried, backward, occluded, frame)
+
+    def _labels(self, carried: torch.Tensor) -> torch.Tensor:
+        return from_probabilities(carried, self.values) if self.options.soft else carried
 
 
 @dataclass
@@ -171,67 +169,36 @@ class Propagation:
 @torch.no_grad()
 def propagate(model: Optional[SpatioTemporalAutoencoder], frames: Iterable[torch.Tensor], labels0: torch.Tensor,
               truth: Optional[Iterable[Optional[torch.Tensor]]] = None,
-              methods: Sequence[str] = ("stae",), start: int = 0) -> Propagation:
+              methods: Sequence[str] = ("observed",), start: int = 0,
+              options: PropagationOptions = PropagationOptions()) -> Propagation:
     """Carry ``labels0`` (H, W) from frame ``start`` through ``frames`` (fitted (C, H, W), same
-    size) with each method of ``methods`` ("stae": the model's flow, "dis": OpenCV DIS flow,
-    "copy_first": no motion). ``truth``: true label maps per frame (the same length as
-    ``frames``) for IoU. Frames are streamed through ``model.step``; the ``start`` frames before
-    the labelled one only fill the model's memory (so that its first flow is not a guess from a
-    single frame) and are not part of the result.
+    size) with each method of ``methods`` (:data:`METHODS`). ``truth``: true label maps per
+    frame (the same length as ``frames``) for IoU. The ``start`` frames before the labelled one
+    only fill the model's memory (so that its first flow is not a guess from a single frame)
+    and are not part of the result.
     """
-    from stae.metrics import iou
-
-    unknown = set(methods) - set(METHODS)
-    if unknown:
-        raise ValueError(f"unknown propagation method(s) {sorted(unknown)}; choose from {METHODS}")
-    if "stae" in methods and model is None:
-        raise ValueError("method 'stae' needs a model")
-    if "dis" in methods:
-        from stae.baselines import dis_backward_flow
     if start < 0:
         raise StaeError(f"the labelled frame must be >= 0, got {start}")
+    carrier = Propagator(model, labels0.unsqueeze(0), methods, options)
     res = Propagation(labels={m: [] for m in methods}, start=start)
     truth_it = iter(truth) if truth is not None else None
     frames = iter(frames)
-    state = None
     seen = 0
     for frame in islice(frames, start):  # warm-up: the model sees the frames before the labelled one
-        if model is not None and "stae" in methods:
-            _, _, state = model.step(frame.unsqueeze(0), state)
+        carrier.warm(frame.unsqueeze(0))
         if truth_it is not None and next(truth_it, None) is None:
             raise StaeError(f"ground truth ends at frame {seen}, before the video does")
         seen += 1
-    prev: Optional[torch.Tensor] = None
-    flow_prev: Optional[torch.Tensor] = None  # T_{t-1}, image resolution
     for t, frame in enumerate(frames):
         if t == 0 and tuple(frame.shape[-2:]) != tuple(labels0.shape):
             raise StaeError(f"label map is {labels0.shape[1]}x{labels0.shape[0]} (WxH) but the frames are "
                             f"{frame.shape[-1]}x{frame.shape[-2]}")
+        step = carrier.first(frame.unsqueeze(0)) if t == 0 else carrier.next(frame.unsqueeze(0))
         for m in methods:
-            if t == 0:
-                lab = labels0
-            elif m == "stae":
-                lab = warp_labels(res.labels[m][-1], flow_prev)
-            elif m == "dis":
-                lab = warp_labels(res.labels[m][-1], dis_backward_flow(frame.unsqueeze(0), prev.unsqueeze(0))[0])
-            else:
-                lab = labels0
-            res.labels[m].append(lab)
-        if model is not None and "stae" in methods:
-            _, flow, state = model.step(frame.unsqueeze(0), state)
-            flow_prev = upsample_flow(flow, model.stride)[0]
+            res.labels[m].append(step[m][0])
         res.frames.append(frame)
-        prev = frame
         if truth_it is not None:
-            true = next(truth_it, None)
-            if true is None:
-                raise StaeError(f"ground truth ends at frame {start + t}, before the video does")
-            if tuple(true.shape) != tuple(labels0.shape):
-                raise StaeError(f"true label map of frame {start + t} is {true.shape[-1]}x{true.shape[-2]} (WxH) but the "
-                                f"frames are {labels0.shape[1]}x{labels0.shape[0]}")
-            res.truth.append(true)
-            for m in methods:
-                res.iou.setdefault(m, []).append(iou(res.labels[m][-1], true))
+            _score(res, next(truth_it, None), start + t, labels0.shape)
     if truth_it is not None and next(truth_it, None) is not None:
         raise StaeError(f"more true label maps than the video's {start + len(res.frames)} frames")
     if not res.frames:
@@ -240,15 +207,22 @@ def propagate(model: Optional[SpatioTemporalAutoencoder], frames: Iterable[torch
     return res
 
 
+def _score(res: Propagation, true: Optional[torch.Tensor], frame: int, hw) -> None:
+    """Append the true map of video frame ``frame`` and each method's IoU against it."""
+    from stae.metrics import iou
+
+    if true is None:
+        raise StaeError(f"ground truth ends at frame {frame}, before the video does")
+    if tuple(true.shape) != tuple(hw):
+        raise StaeError(f"true label map of frame {frame} is {true.shape[-1]}x{true.shape[-2]} (WxH) but the "
+                        f"frames are {hw[1]}x{hw[0]}")
+    res.truth.append(true)
+    for m in res.labels:
+        res.iou.setdefault(m, []).append(iou(res.labels[m][-1], true))
+
+
 # --------------------------------------------------------------------------------------
 # Inputs and the whole command
-
-
-def labels_from_masks(masks: torch.Tensor) -> torch.Tensor:
-    """Moving MNIST masks bool (T, K, H, W) (a partition of the digit pixels) -> labels int64
-    (T, H, W): 0 background, k + 1 for digit k."""
-    k = torch.arange(1, masks.shape[1] + 1, dtype=torch.int64).view(1, -1, 1, 1)
-    return (masks.to(torch.int64) * k).sum(1)
 
 
 def moving_mnist_sequence(index: int, split: str = "test", num_frames: int = 20, size: int = 64,
@@ -264,18 +238,6 @@ def moving_mnist_sequence(index: int, split: str = "test", num_frames: int = 20,
                      num_frames=num_frames, size=size, binary=binary, lines=lines, with_truth=True)
     item = ds[index]
     return item["clip"], labels_from_masks(item["masks"])
-
-
-def clip_file_truth(path: Union[str, os.PathLike], index: int) -> Optional[torch.Tensor]:
-    """True labels (T, H, W) of sequence ``index`` of a clip file saved with truth, else None."""
-    from stae.data.files import ClipFileDataset
-
-    ds = ClipFileDataset(path)
-    if not ds.with_truth:
-        return None
-    if not -len(ds) <= index < len(ds):
-        raise StaeError(f"{path}: --index {index} out of range ({len(ds)} sequence(s) in the file)")
-    return labels_from_masks(ds[index]["masks"])
 
 
 def mask_files(folder: Union[str, os.PathLike]) -> list[Path]:
@@ -336,7 +298,9 @@ def _sources(video, labels, index, true_masks, moving_mnist, mm_options, start: 
     else:
         source, frames = str(video), open_frames(video, index)
         if Path(video).suffix.lower() == ".npz":
-            truth_all = clip_file_truth(video, 0 if index is None else index)
+            from stae.data.files import stored_labels
+
+            truth_all = stored_labels(video, 0 if index is None else index)
         if true_masks is not None:
             truth_files = mask_files(true_masks)
             truth_all = None  # the user's masks take precedence over a file's stored truth
@@ -354,11 +318,14 @@ def propagate_video(model: SpatioTemporalAutoencoder, out_dir: Union[str, os.Pat
                     index: Optional[int] = None, true_masks: Optional[Union[str, os.PathLike]] = None,
                     moving_mnist: Optional[int] = None, mm_options: Optional[dict] = None,
                     size: Optional[tuple[int, int]] = None, max_frames: Optional[int] = None,
-                    fps: float = 5.0, scale: Optional[int] = None, force: bool = False, start: int = 0) -> dict:
+                    fps: float = 5.0, scale: Optional[int] = None, force: bool = False, start: int = 0,
+                    mode: str = "observed", options: PropagationOptions = PropagationOptions()) -> dict:
     """Propagate a label map through a video with ``model`` and write into ``out_dir``:
     ``labels/labels_NNNNN.png`` (palette PNGs: pixel value = label), ``overlays/overlay_NNNNN.png``
     and ``overlay.gif`` (labels over the frames), ``propagate.json`` and, with ground truth,
     ``compare.gif`` (truth | stae | DIS | copy first) and the per-frame IoU of the three methods.
+    ``mode``: the model's flow, "predictive" or "observed" (:data:`MODES`); ``options``: how the
+    labels are carried (the same for the model and for DIS).
 
     Inputs: ``video`` (file, frame folder or clip file with ``index``) with ``labels`` (PNG of
     the first frame's labels; a clip file saved with truth supplies its own) and optionally
@@ -372,6 +339,8 @@ def propagate_video(model: SpatioTemporalAutoencoder, out_dir: Union[str, os.Pat
     from stae.predict import OutputSet, check_panel_memory, check_video_options
 
     check_video_options(fps, scale, max_frames)
+    if mode not in MODES:
+        raise StaeError(f"--mode must be one of {', '.join(MODES)}, got {mode!r}")
     if (video is None) == (moving_mnist is None):
         raise StaeError("give either a VIDEO (with --labels) or --moving-mnist INDEX")
     outputs = OutputSet(out_dir, PROPAGATE_OUTPUTS, force)  # refuses existing outputs before any work
@@ -386,9 +355,9 @@ def propagate_video(model: SpatioTemporalAutoencoder, out_dir: Union[str, os.Pat
     truth = src.truth(fit) if src.has_truth else None
     if truth is not None and max_frames is not None:
         truth = islice(truth, max_frames)
-    methods = METHODS if src.has_truth else ("stae",)
-    res = propagate(model, fitted, fit.labels(src.labels0), truth, methods, start=start)
-    summary = _summary(res, src, fit, methods, start)
+    methods = (mode, "dis", "copy_first") if src.has_truth else (mode,)
+    res = propagate(model, fitted, fit.labels(src.labels0), truth, methods, start=start, options=options)
+    summary = _summary(res, src, fit, methods, start, options)
     scale = max(1, -(-128 // fit.size[0])) if scale is None else scale
     check_panel_memory(summary["frames"], len(methods) + 2, *fit.size, scale)
     with outputs:
@@ -398,7 +367,7 @@ def propagate_video(model: SpatioTemporalAutoencoder, out_dir: Union[str, os.Pat
     return summary
 
 
-def _summary(res, src: _Sources, fit, methods: Sequence[str], start: int) -> dict:
+def _summary(res, src: _Sources, fit, methods: Sequence[str], start: int, options: PropagationOptions) -> dict:
     """``propagate.json``: what was propagated how, and the IoU of each method where there is truth."""
     summary: dict = {
         "source": src.source,
@@ -407,9 +376,14 @@ def _summary(res, src: _Sources, fit, methods: Sequence[str], start: int) -> dic
         "frames": start + len(res.frames),
         "frame_fit": fit.describe(),
         "size_hw": list(fit.size),
-        "label_values": sorted(int(v) for v in torch.unique(res.labels["stae"][0])),
-        "rule": ("labels_{t+1}(p) = labels_t(p + T_t(p)), T_t the backward flow upsampled to image resolution; "
-                 "bilinear vote of one-hot maps, then argmax; sources outside the frame -> 0"),
+        "label_values": sorted(int(v) for v in torch.unique(res.labels[methods[0]][0])),
+        "mode": methods[0],
+        "rule": ("labels_{t+1}(p) = labels_t(p + T_t(p)), T_t the backward flow at image resolution: the model's "
+                 "prediction (predictive) or refined on the observed pair (observed); "
+                 + ("class probabilities warped and renormalised, argmax for output" if options.soft else
+                    "bilinear vote of one-hot maps, then argmax")
+                 + ("; forward-backward occlusion check, occluded pixels filled from alike neighbours"
+                    if options.occlusion else "") + "; sources outside the frame -> 0"),
         "iou_definition": ("stae.metrics.iou: region IoU (Jaccard) averaged over labels other than 0, frames "
                            "labelled_frame+1..N-1"),
     }
@@ -428,7 +402,7 @@ def _write_outputs(outputs, res, methods: Optional[Sequence[str]], start: int, s
     from stae.viz import grid_image, save_png, write_gif
 
     overlays = []
-    for t, (frame, lab) in enumerate(zip(res.frames, res.labels["stae"]), start):
+    for t, (frame, lab) in enumerate(zip(res.frames, next(iter(res.labels.values()))), start):
         write_label_png(outputs.path(f"labels/labels_{t:05d}.png"), lab)
         ov = overlay(frame, lab)
         save_png(ov, outputs.path(f"overlays/overlay_{t:05d}.png"))
@@ -436,7 +410,7 @@ def _write_outputs(outputs, res, methods: Optional[Sequence[str]], start: int, s
     write_gif(overlays, outputs.path("overlay.gif"), fps=fps)
     if methods is None:
         return
-    names = {"stae": "stae", "dis": "DIS flow", "copy_first": "copy first"}
+    names = {"predictive": "stae predictive", "observed": "stae observed", "dis": "DIS flow", "copy_first": "copy first"}
     panels = []
     for t, frame in enumerate(res.frames):
         cells = [overlay(frame, res.truth[t])] + [overlay(frame, res.labels[m][t]) for m in methods]

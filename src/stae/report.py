@@ -18,7 +18,8 @@ ISSUE_ITEMS = (  # issue 7's items -> the stage JSON that holds them
     ("1. Table 2 (binary, BCE), vanilla and conv-2enc-1lstm, baselines, curves", "table2"),
     ("2. Table 3 (float, L2), three losses", "table3"),
     ("3. Flow EPE vs DIS", "flow"),
-    ("4. Label propagation IoU 1/5/10 ahead", "propagation"),
+    ("4. Label propagation IoU 1/5/10 ahead (issue 14)", "propagation"),
+    ("4b. Weakly-supervised segmentation (issue 14)", "segmentation"),
     ("5a. Figures like Fig. 5 (with and without lines)", "figures"),
     ("5b. Real video, like Fig. 7", "video"),
     ("6. OpenSTL protocol by rollout", "openstl"),
@@ -35,7 +36,7 @@ class ReportRuns:
     """What the report says about the training runs of ``scripts/reproduce.py``."""
 
     rows: Mapping[str, str]  # run name -> its row in Table 2, e.g. "conv-1enc-1lstm, flow fixes"
-    flow_runs: Sequence[str]  # the runs whose flow the flow and propagation stages measure, in order
+    flow_runs: Sequence[str]  # the runs whose flow the flow stage measures, in order
 
     def row(self, run: Optional[str], missing: str = "") -> str:
         return self.rows.get(run, missing) if run is not None else missing
@@ -69,7 +70,8 @@ def render_report(out: Path, quick: bool, runs: ReportRuns) -> str:
     lines += _table2_section(js["table2"], rel)
     lines += _table3_section(js["table3"])
     lines += _flow_section(js["flow"], runs, rel)
-    lines += _propagation_section(js["propagation"], runs)
+    lines += _propagation_section(js["propagation"], rel)
+    lines += _segmentation_section(js["segmentation"], rel)
     lines += _figures_section(js["figures"], rel)
     lines += _video_section(js["video"], rel)
     lines += _openstl_section(js["openstl"])
@@ -229,19 +231,62 @@ def _flow_section(fl: Optional[dict[str, Any]], runs: ReportRuns, rel: str) -> l
         f"[docs/training.md](training.md#learning-a-flow-that-is-motion) and `{rel}flow_probes.json`.", ""]
 
 
-def _propagation_section(pr: Optional[dict[str, Any]], runs: ReportRuns) -> list[str]:
-    L = ["## Label propagation — mean IoU of digit masks carried k frames ahead", ""]
-    if pr is None or "iou" not in pr:
+PROPAGATION_ROWS = (("observed", "stae, observed mode (flow refined on the pair it labels)"),
+                    ("predictive", "stae, predictive mode (flow predicted before the frame is seen)"),
+                    ("dis", "OpenCV DIS flow (sees the frame it labels), same rule"),
+                    ("dis_hard", "OpenCV DIS flow, hard labels (the earlier rule)"),
+                    ("copy_first", "copy the mask"))
+
+
+def _three(r: Optional[dict[str, Any]], sep: str = " / ") -> str:
+    """IoU at k = 1, 5, 10 (the keys "1", "5", "10"), 3 significant digits each."""
+    return sep.join(_f((r or {}).get(k), 3) for k in ("1", "5", "10"))
+
+
+def _iou_row(name: str, r: Optional[dict[str, Any]]) -> str:
+    return f"| {name} | {_three(r, ' | ')} |"
+
+
+def _propagation_section(pr: Optional[dict[str, Any]], rel: str) -> list[str]:
+    L = ["## Label propagation — mean IoU of true labels carried k frames ahead", ""]
+    if pr is None or "datasets" not in pr:
         return L + NOT_YET_RUN
-    L += [f"{pr['test_set']['sequences']} test sequences (binary); labels of frame 0.", "",
-          "| method | k = 1 | k = 5 | k = 10 |", "|---|---|---|---|"]
-    labels = {**{n: f"model flow, {runs.row(n)}" for n in runs.flow_runs},
-              "dis": "DIS flow (sees the frame it labels)", "copy_first": "copy the mask"}
-    order = ([m for m in pr["iou"] if m in runs.flow_runs] + [m for m in pr["iou"] if m not in runs.flow_runs])
-    for m in order:
-        r = pr["iou"][m]
-        L.append(f"| {labels.get(m, m)} | {_f(r['1'], 4)} | {_f(r['5'], 4)} | {_f(r['10'], 4)} |")
-    return L + [""]
+    L += [f"{pr['test_set']['sequences']} test sequences of each dataset; soft labels (class probabilities carried, "
+          "argmax to score); docs/propagation.md has the method and the ablation behind each choice.", ""]
+    for data, d in pr["datasets"].items():
+        t = pr["targets"][data]
+        L += [f"**{data.replace('_', ' ')}** (model `{d['model']}`), labels of frame 0:", "",
+              "| method | k = 1 | k = 5 | k = 10 |", "|---|---|---|---|"]
+        L += [_iou_row(name, d["iou"].get(key)) for key, name in PROPAGATION_ROWS]
+        w = d["iou_from_frame_5"]
+        L += ["", "Labels of frame 5, the model's memory warmed on frames 0–4:", "",
+              "| method | k = 1 | k = 5 | k = 10 |", "|---|---|---|---|",
+              _iou_row("stae, predictive mode", w["predictive"]), _iou_row("OpenCV DIS flow", w["dis"]),
+              _iou_row("copy the mask", w["copy_first"]), "",
+              f"Observed mode at least DIS's (either rule) at every k: **{'yes' if t['observed_at_least_dis'] else 'no'}**. "
+              f"Predictive mode (from frame 5) above copying the mask at every k: "
+              f"**{'yes' if t['predictive_above_copy'] else 'no'}**; its gap to DIS: "
+              + _three(t["predictive_gap_to_dis"]) + ".", ""]
+    return L + [f"![propagation on a textures test sequence: truth | stae observed | DIS | copy]({rel}{pr['compare_gif']})", ""]
+
+
+def _segmentation_section(sg: Optional[dict[str, Any]], rel: str) -> list[str]:
+    L = ["## Weakly-supervised segmentation through label propagation", ""]
+    if sg is None or "rows" not in sg:
+        return L + NOT_YET_RUN
+    z = sg["size"]
+    names = {"labelled": "(a) labelled frames only", "stae": "(b) + labels propagated by stae",
+             "dis": "(c) + labels propagated by DIS"}
+    L += [f"`stae segment-demo`: {z['train_sequences']} training sequences of {z['num_frames']} frames, one labelled "
+          f"frame in every {z['every']}; a small U-Net, {z['steps']} updates of batch {z['batch_size']} for each "
+          f"variant; test IoU pooled over every frame of {z['test_sequences']} unseen test sequences.", "",
+          "| training labels | Moving MNIST: training-label IoU | test IoU | textures: training-label IoU | test IoU |",
+          "|---|---|---|---|---|"]
+    mm, tx = sg["rows"]["moving_mnist"], sg["rows"]["textures"]
+    for v, name in names.items():
+        L.append(f"| {name} | {_f(mm[v]['training_label_iou'], 3)} | **{_f(mm[v]['test_iou'], 3)}** | "
+                 f"{_f(tx[v]['training_label_iou'], 3)} | **{_f(tx[v]['test_iou'], 3)}** |")
+    return L + ["", f"![segmentation examples]({rel}{sg['figure']})", ""]
 
 
 def _figures_section(fg: Optional[dict[str, Any]], rel: str) -> list[str]:
@@ -406,13 +451,16 @@ def readme_table(out: Path, runs: ReportRuns) -> str:
         if r["status"] == "measured":
             L.append(f"| flow end-point error on digit pixels, {runs.rows[name]} | **{_f(r['epe'], 3)} px** | "
                      f"OpenCV DIS {_f(fl['baselines']['dis'], 3)} px, zero flow {_f(fl['baselines']['copy_last'], 3)} px |")
-    iou = js["propagation"].get("iou") or {}
-    for name in runs.flow_runs:
-        if name in iou:
-            r = iou[name]
-            L.append(f"| label propagation IoU 1 / 5 / 10 frames ahead, {runs.rows[name]} | **{_f(r['1'], 3)} / "
-                     f"{_f(r['5'], 3)} / {_f(r['10'], 3)}** | DIS {'/'.join(_f(iou['dis'][k], 3) for k in ('1', '5', '10'))}, "
-                     f"copy {'/'.join(_f(iou['copy_first'][k], 3) for k in ('1', '5', '10'))} |")
+    for data, d in (js["propagation"].get("datasets") or {}).items():
+        r, w = d["iou"], d["iou_from_frame_5"]
+        L.append(f"| label propagation IoU 1 / 5 / 10 frames ahead, {data.replace('_', ' ')}: observed / predictive "
+                 f"(from frame 5) | **{_three(r['observed'])}** / {_three(w['predictive'])} | DIS {_three(r['dis'])}, "
+                 f"copy {_three(r['copy_first'])} |")
+    sg = js["segmentation"].get("rows") or {}
+    for data, r in sg.items():
+        L.append(f"| weakly-supervised segmentation test IoU, {data.replace('_', ' ')}: + stae labels | "
+                 f"**{_f(r['stae']['test_iou'], 3)}** | labelled frames only {_f(r['labelled']['test_iou'], 3)}, "
+                 f"+ DIS labels {_f(r['dis']['test_iou'], 3)} |")
     os_ = js["openstl"]
     for name, r in (os_.get("models") or {}).items():
         if r["status"] == "measured":

@@ -8,7 +8,7 @@ import argparse
 from stae.weights import load_model
 from stae.errors import StaeError
 from stae.commands import number, parse_size
-from stae.propagate import propagate_video
+from stae.propagate import MODES, PropagationOptions, propagate_video
 
 _MM_DEFAULTS = {"split": "test", "num_frames": 20, "size": 64, "num_digits": 2, "binary": False, "lines": False}
 
@@ -20,7 +20,8 @@ def register(subparsers) -> None:
         description=(
             "Carry an integer label map (PNG, any number of labels) from the first frame (or frame --start) of VIDEO through "
             "the video: labels_{t+1}(p) = labels_t(p + T_t(p)), T_t the model's backward flow at image "
-            "resolution (one-hot maps warped bilinearly, then argmax). Writes labels/ (palette PNGs whose "
+            "resolution, predicted (--mode predictive) or refined on the observed frames (--mode observed); class "
+            "probabilities are warped and renormalised, argmax for output. Writes labels/ (palette PNGs whose "
             "pixel values are the labels), overlays/, overlay.gif and propagate.json to --out. With ground "
             "truth (--true-masks, a clip file saved with truth, or --moving-mnist) it also reports the "
             "per-frame IoU of the model and of two baselines (copy the first mask; propagate along OpenCV "
@@ -38,6 +39,14 @@ def register(subparsers) -> None:
     p.add_argument("--start", type=number(0, 10**7, integer=True), default=0, metavar="K",
                    help="the labels are frame K's (default 0); frames 0..K-1 only fill the model's memory, so "
                         "its first flow is not a guess from one frame")
+    p.add_argument("--mode", choices=MODES, default="observed",
+                   help="observed (default): the model's flow refined on each observed pair of frames, as DIS sees "
+                        "both; predictive: the flow the model predicts before it sees the frame it labels (the paper's)")
+    p.add_argument("--hard", action="store_true",
+                   help="carry hard labels (one-hot vote, argmax every step) instead of class probabilities")
+    p.add_argument("--occlusion", action="store_true",
+                   help="forward-backward occlusion check: pixels not visible in the previous frame take labels "
+                        "from alike-looking neighbours (observed mode and DIS; docs/propagation.md)")
     p.add_argument("--moving-mnist", type=number(0, 10**8, integer=True), default=None, metavar="INDEX",
                    help="instead of VIDEO: generated Moving MNIST sequence INDEX, digit masks as labels and truth")
     g = p.add_argument_group("--moving-mnist options (match the data the model was trained on)")
@@ -72,12 +81,13 @@ def run(args: argparse.Namespace) -> int:
     s = propagate_video(model, args.out, video=args.video, labels=args.labels, index=args.index,
                         true_masks=args.true_masks, moving_mnist=args.moving_mnist, mm_options=mm_options,
                         size=args.size, max_frames=args.max_frames, fps=args.fps, scale=args.scale, force=args.force,
-                        start=args.start)
+                        start=args.start, mode=args.mode,
+                        options=PropagationOptions(soft=not args.hard, occlusion=args.occlusion))
     print(f"propagated labels {s['label_values']} through {s['frames']} frames ({s['frame_fit']})")
     if "mean_iou" in s:
         m = {k: ("n/a" if v is None else f"{v:.3f}") for k, v in s["mean_iou"].items()}
-        print(f"mean IoU over frames {s['labelled_frame'] + 1}..{s['frames'] - 1}: stae {m['stae']}, DIS flow {m['dis']}, "
-              f"copy first mask {m['copy_first']}")
+        print(f"mean IoU over frames {s['labelled_frame'] + 1}..{s['frames'] - 1}: stae ({args.mode}) {m[args.mode]}, "
+              f"DIS flow {m['dis']}, copy first mask {m['copy_first']}")
     for path in s["written"]:
         print(f"wrote {path}")
     return 0

@@ -266,6 +266,19 @@ class ClipFileDataset(Dataset):
                 "flow": torch.from_numpy(mm.flow_from_owner(owner, stored.astype(np.int64)))}
 
 
+def stored_labels(path: str | os.PathLike, index: int) -> torch.Tensor | None:
+    """The true object labels int64 (T, H, W) of clip ``index`` of a generated .npz saved with
+    truth (either generator: its ``owner`` map, 0 the background, k the k-th digit or
+    foreground layer), or None when the file stores none."""
+    path = Path(path)
+    if path.suffix.lower() != ".npz" or "owner" not in _npz_names(path):
+        return None
+    owner = _npz_member(path, "owner")
+    if not -len(owner) <= index < len(owner):
+        raise StaeError(f"{path}: --index {index} out of range ({len(owner)} sequence(s) in the file)")
+    return torch.from_numpy(np.array(owner[index]).astype(np.int64))
+
+
 # ---------------------------------------------------------------------------------------------
 # Writing
 

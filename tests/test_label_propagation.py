@@ -160,3 +160,25 @@ def test_bad_label_images_give_one_error_line(tmp_path, capsys):
         assert not out.exists() or not any(out.iterdir())
     with pytest.raises(StaeError, match="more than the 256"):
         label_values(torch.from_numpy(many.astype(np.int64)))
+
+
+def test_hard_labels_are_the_rounded_soft_step():
+    """The propagator's hard rule (probabilities rounded to one-hot every step) is warp_labels's vote."""
+    g = torch.Generator().manual_seed(3)
+    lab = torch.randint(0, 4, (12, 12), generator=g) * 7
+    flow = 2 * torch.randn(1, 2, 12, 12, generator=g)
+    values = label_values(lab)
+    rounded = from_probabilities(warp_probabilities(to_probabilities(lab[None], values), flow), values)[0]
+    assert torch.equal(rounded, warp_labels(lab, flow[0]))
+
+
+def test_occlusion_in_predictive_mode_is_refused(tmp_path, capsys):
+    from stae.model import build_model
+    from stae.model.config import ModelConfig
+    from stae.weights import save_model
+
+    ckpt = save_model(tmp_path / "m.safetensors", build_model(ModelConfig(encoder_channels=(4,), memory_channels=(4,))))
+    code = main(["propagate", str(ckpt), "--moving-mnist", "0", "--image-size", "32", "--frames", "3",
+                 "--mode", "predictive", "--occlusion", "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert code == 2 and "--occlusion needs the forward flow" in err and err.count("\n") == 1

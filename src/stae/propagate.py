@@ -37,7 +37,7 @@ from stae.errors import StaeError
 from stae.flow_refine import RefineOptions, refine_flow
 from stae.label_maps import (from_probabilities, label_values, labels_from_masks, overlay, read_label_png,
                              to_probabilities, write_label_png)
-from stae.label_warp import forward_backward_occlusion, warp_labels, warp_probabilities
+from stae.label_warp import forward_backward_occlusion, warp_probabilities
 from stae.machine import require_memory
 from stae.model.autoencoder import SpatioTemporalAutoencoder
 from stae.model.warp import upsample_flow
@@ -84,8 +84,7 @@ class Propagator:
             raise ValueError(f"methods {sorted(set(methods) & set(MODES))} need a model")
         self.model, self.methods, self.options = model, tuple(methods), options
         self.values = label_values(labels0)
-        if options.soft:
-            require_memory(4 * len(self.values) * labels0.numel() * (len(methods) + 2), "soft label maps")
+        require_memory(4 * len(self.values) * labels0.numel() * (len(methods) + 2), "label probability maps")
         self.labels0 = labels0
         self.carried: dict[str, torch.Tensor] = {}
         self.state = None
@@ -96,7 +95,7 @@ class Propagator:
         self._see(frame)
 
     def first(self, frame: torch.Tensor) -> dict[str, torch.Tensor]:
-        start = to_probabilities(self.labels0, self.values) if self.options.soft else self.labels0
+        start = to_probabilities(self.labels0, self.values)
         self.carried = {m: start for m in self.methods}
         self._see(frame)
         return {m: self.labels0 for m in self.methods}
@@ -109,7 +108,7 @@ class Propagator:
                 continue
             backward, forward = self._flows(m, frame)
             self.carried[m] = self._carry(self.carried[m], backward, forward, frame)
-            out[m] = self._labels(self.carried[m])
+            out[m] = from_probabilities(self.carried[m], self.values)
         self._see(frame)
         return out
 
@@ -135,13 +134,11 @@ class Propagator:
 
     def _carry(self, carried: torch.Tensor, backward: torch.Tensor, forward: Optional[torch.Tensor],
                frame: torch.Tensor) -> torch.Tensor:
-        if not self.options.soft:
-            return torch.stack([warp_labels(lab, f) for lab, f in zip(carried, backward)])
+        """One step of the class probabilities; hard labels are rounded back to one-hot maps
+        (the bilinear vote of :func:`stae.label_warp.warp_labels`, argmax every step)."""
         occluded = None if forward is None else forward_backward_occlusion(backward, forward)
-        return warp_probabilities(carried, backward, occluded, frame)
-
-    def _labels(self, carried: torch.Tensor) -> torch.Tensor:
-        return from_probabilities(carried, self.values) if self.options.soft else carried
+        probs = warp_probabilities(carried, backward, occluded, frame)
+        return probs if self.options.soft else to_probabilities(from_probabilities(probs, self.values), self.values)
 
 
 @dataclass

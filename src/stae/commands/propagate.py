@@ -77,6 +77,8 @@ def run(args: argparse.Namespace) -> int:
         flags = {"size": "image-size", "num_frames": "frames", "num_digits": "digits"}
         key = next(k for k, v in given.items() if v is not None)
         raise StaeError(f"--{flags.get(key, key)} applies only with --moving-mnist")
+    if args.occlusion and args.mode == "predictive":
+        raise StaeError("--occlusion needs the forward flow of each observed pair: use it with --mode observed")
     model = load_model(args.checkpoint)
     s = propagate_video(model, args.out, video=args.video, labels=args.labels, index=args.index,
                         true_masks=args.true_masks, moving_mnist=args.moving_mnist, mm_options=mm_options,

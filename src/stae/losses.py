@@ -57,6 +57,18 @@ def flow_temporal(flows: torch.Tensor) -> torch.Tensor:
     return (flows[..., 1:, :, :, :] - flows[..., :-1, :, :, :]).abs().mean()
 
 
+def flow_supervision_epe(flows: torch.Tensor, true_flows: torch.Tensor) -> torch.Tensor:
+    """Mean end-point error (pixels of the image) between the model's flows (..., 2, h, w) on
+    the feature grid, bilinearly upsampled (:func:`stae.model.warp.upsample_flow`), and the
+    true backward flows (..., 2, H, W) of a generator (``train.flow_supervision_weight``)."""
+    from stae.model.warp import upsample_flow
+
+    factor = true_flows.shape[-1] // flows.shape[-1]
+    up = upsample_flow(flows.reshape(-1, *flows.shape[-3:]), factor)
+    diff = up - true_flows.reshape(-1, *true_flows.shape[-3:]).to(up.dtype)
+    return torch.sqrt(diff.pow(2).sum(1) + 1e-12).mean()
+
+
 @dataclass(frozen=True)
 class LossWeights:
     """Weights of eq. (5)'s terms; a zero weight skips the term.
@@ -73,6 +85,7 @@ class LossWeights:
     huber_delta: float = HUBER_DELTA
     flow_l1: float = 0.0  # flow_sparsity (Sec. 5), off in the paper
     flow_temporal: float = 0.0  # flow_temporal (Sec. 5), off in the paper
+    flow_supervision: float = 0.0  # EPE against a generator's true flow: supervision, not the paper's
 
     @classmethod
     def binary(cls) -> "LossWeights":
@@ -87,11 +100,13 @@ class LossWeights:
 
 
 def objective(frames: torch.Tensor, logits: torch.Tensor, flows: torch.Tensor, target: torch.Tensor,
-              weights: LossWeights = LossWeights()) -> dict[str, torch.Tensor]:
+              weights: LossWeights = LossWeights(), true_flows: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """Eq. (5) with configurable weights, for the steps given.
 
     frames, logits, target: (..., C, H, W) predicted image, raw decoder output, true next frame;
-    flows: (..., 2, h, w) ((B, T, 2, h, w) for the temporal term). Returns every non-zero term (unweighted) and ``total`` (weighted sum).
+    flows: (..., 2, h, w) ((B, T, 2, h, w) for the temporal term); true_flows (..., 2, H, W):
+    the true backward flows of the same steps, for the supervision term (skipped without them).
+    Returns every non-zero term (unweighted) and ``total`` (weighted sum).
     """
     terms: dict[str, torch.Tensor] = {}
     total = frames.new_zeros(())
@@ -113,5 +128,8 @@ def objective(frames: torch.Tensor, logits: torch.Tensor, flows: torch.Tensor, t
     if weights.flow_temporal:
         terms["flow_temporal"] = flow_temporal(flows)
         total = total + weights.flow_temporal * terms["flow_temporal"]
+    if weights.flow_supervision and true_flows is not None:
+        terms["flow_supervision"] = flow_supervision_epe(flows, true_flows)
+        total = total + weights.flow_supervision * terms["flow_supervision"]
     terms["total"] = total
     return terms

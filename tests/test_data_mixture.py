@@ -103,3 +103,29 @@ def test_config_sources_textures_and_mix(tmp_path):
         load_config(overrides=sets + ["data.source=mix", "data.video_weight=1.5"])
     with pytest.raises(StaeError, match="data.num_frames"):
         load_config(overrides=["data.source=textures", "data.num_frames=5"])
+
+
+def test_still_video_crops_and_still_config_keys(tmp_path):
+    v = write_video(tmp_path / "v.mkv")
+    moving = vc.VideoCrops(40, seed=3, videos=v, clip_len=5, size=16)
+    still = vc.VideoCrops(40, seed=3, videos=v, clip_len=5, size=16, still=1.0)
+    for i in (0, 7):
+        a, b = moving[i]["clip"], still[i]["clip"]
+        np.testing.assert_array_equal(b.numpy(), a[:1].expand_as(a).numpy())  # the same crop, its first frame held
+    some = vc.VideoCrops(40, seed=3, videos=v, clip_len=5, size=16, still=0.5)
+    held = [bool((some[i]["clip"] == some[i]["clip"][:1]).all()) for i in range(40)]
+    assert 0 < sum(held) < 40
+    for i in range(40):  # the crops that are not held are unchanged
+        if not held[i]:
+            np.testing.assert_array_equal(some[i]["clip"].numpy(), moving[i]["clip"].numpy())
+    with pytest.raises(StaeError, match="still must be a probability"):
+        vc.VideoCrops(4, seed=0, videos=v, clip_len=5, still=2)
+    sets = ["data.train_sequences=16", "data.val_sequences=4", "data.context=4", "data.num_frames=6", "data.size=16",
+            "data.source=mix", f"data.path={v}", "data.still=0.3", "data.still_layers=0.2", "data.video_still=0.5"]
+    train, val = build_datasets(load_config(overrides=sets).data)
+    tex, crops = train.datasets
+    assert (tex.options.still, tex.options.still_layers, val.options.still, val.options.still_layers) == (0.3, 0.2, 0.3, 0.2)
+    assert crops.still == 0.5
+    for key in ("still", "still_layers", "video_still"):
+        with pytest.raises(StaeError, match=f"data.{key}"):
+            load_config(overrides=sets + [f"data.{key}=1.5"])

@@ -201,7 +201,8 @@ def test_colour_splits_and_photo_folders(tmp_path):
     (dict(channels=2), "channels"), (dict(layers=(3, 1)), "layers"), (dict(layers=1.5), "layers"),
     (dict(size=1), "size"), (dict(num_frames=0), "num_frames"), (dict(speed=-1.0), "speed"),
     (dict(scale=0), "scale"), (dict(zoom=0.7), "zoom"), (dict(noise=float("nan")), "noise"),
-    (dict(layer_size="big"), "layer_size"),
+    (dict(layer_size="big"), "layer_size"), (dict(still=1.5), "still must"), (dict(still_layers=-0.1), "still_layers"),
+    (dict(still=float("nan")), "still must"),
 ])
 def test_bad_options_name_the_parameter(bad, word):
     with pytest.raises(StaeError, match=word):
@@ -244,6 +245,8 @@ def test_cli_writes_a_loadable_file(tmp_path, capsys):
     (["--num", "many"], "--num: expected an integer, got 'many'"),
     (["--split", "dev"], "--split: expected one of train, val, test, got 'dev'"),
     (["--speed", "fast"], "--speed: expected a number, got 'fast'"),
+    (["--still", "2"], "--still: still must be a probability in [0, 1], got 2.0"),
+    (["--still-layers", "-1"], "--still-layers: still_layers must be a probability in [0, 1], got -1.0"),
 ])
 def test_cli_bad_options_one_line(tmp_path, capsys, flags, message):
     out = tmp_path / "x.npz"
@@ -251,3 +254,39 @@ def test_cli_bad_options_one_line(tmp_path, capsys, flags, message):
     err = capsys.readouterr().err
     assert err == f"stae: error: {message}\n"
     assert not out.exists()
+
+
+def test_still_camera_has_exactly_zero_background_flow():
+    g = tx.generate(5, range(6), with_truth=True, still=1.0, **SMALL)
+    bg = g["owner"][:, 1:] == 0  # background pixels of frame t+1
+    assert bg.any() and (g["flow"][:, :, 0][bg] == 0).all() and (g["flow"][:, :, 1][bg] == 0).all()
+    np.testing.assert_array_equal(g["to_object"][:, 1:, 0], g["to_object"][:, :-1, 0])
+    both = bg & (g["owner"][:, :-1] == 0)  # background in frames t and t+1: the same pixel values
+    np.testing.assert_array_equal(g["frames"][:, 1:, 0][both], g["frames"][:, :-1, 0][both])
+    assert np.abs(g["flow"]).max() > 0.1  # the layers still move
+    # Nothing moves: every frame is the first, the flow is zero everywhere, nothing is occluded.
+    g = tx.generate(5, range(6), with_truth=True, still=1.0, still_layers=1.0, **SMALL)
+    assert (g["flow"] == 0).all() and not g["occlusion"].any()
+    np.testing.assert_array_equal(g["frames"], np.repeat(g["frames"][:, :1], SMALL["num_frames"], axis=1))
+
+
+def test_still_draws_leave_the_other_sequences_unchanged():
+    """The still draws come from their own generator: a sequence none of whose slots is drawn
+    still is the one of the generator without the options (the documented draw order)."""
+    n, layers = 40, (1, 3)
+    base = tx.generate(3, range(n), with_truth=True, layers=layers, **SMALL)
+    mixed = tx.generate(3, range(n), with_truth=True, layers=layers, still=0.3, still_layers=0.2, **SMALL)
+    n_still_cam = 0
+    for i in range(n):
+        u = np.random.default_rng([3, i, 2]).random(1 + layers[1])
+        n_fg = int((base["photo_ids"][i] >= 0).sum()) - 1
+        still = np.r_[u[0] < 0.3, u[1:1 + n_fg] < 0.2]
+        n_still_cam += still[0]
+        np.testing.assert_array_equal(mixed["photo_ids"][i], base["photo_ids"][i])
+        for slot in range(1 + n_fg):
+            moved = not np.array_equal(mixed["to_object"][i, 1:, slot], mixed["to_object"][i, :-1, slot])
+            assert moved != still[slot]
+        if not still.any():
+            for key in base:
+                np.testing.assert_array_equal(mixed[key][i], base[key][i])
+    assert 0 < n_still_cam < n

@@ -59,6 +59,8 @@ _OPTIONS = {
     "scale": ("scale", lambda t: _pair("--scale", t)),
     "brightness": ("brightness", lambda t: _number("--brightness", t)),
     "noise": ("noise", lambda t: _number("--noise", t)),
+    "still": ("still", lambda t: _number("--still", t)),
+    "still_layers": ("still_layers", lambda t: _number("--still-layers", t)),
 }
 
 
@@ -84,6 +86,10 @@ def register(dsub: argparse._SubParsersAction) -> None:
     m.add_argument("--scale", metavar="S|LO:HI", default=None, help="photo px per canvas px, S or LO:HI (default 0.5:1.5)")
     m.add_argument("--brightness", metavar="B", default=None, help="brightness change rate per frame drawn in [-B, B] (default 0)")
     m.add_argument("--noise", metavar="SIGMA", default=None, help="std of additive Gaussian noise on [0, 1] frames (default 0)")
+    m.add_argument("--still", metavar="P", default=None,
+                   help="probability per sequence that the camera is still: no pan, zoom or rotation (default 0)")
+    m.add_argument("--still-layers", metavar="P", default=None,
+                   help="probability per foreground layer that it is still: no motion, spin or zoom (default 0)")
     m.add_argument("--photos-dir", metavar="DIR", type=Path, default=None,
                    help="folder of your own .png/.jpg photographs (every fifth held out for val/test)")
     m.add_argument("--truth", action="store_true", help="also store the owner map (masks, flow, occlusion follow)")

@@ -9,7 +9,9 @@ affine map per frame, back to front:
 * layer 0, the **background**: a photograph under camera motion — pan (``pan`` canvas px per
   frame, any direction), zoom (rate ``z`` per frame drawn in [-zoom, zoom], scale ``(1+z)^t``)
   and rotation (``w`` degrees per frame drawn in [-rotation, rotation]), starting within
-  ±10 degrees of upright. It covers the whole frame.
+  ±10 degrees of upright. It covers the whole frame. With probability ``still`` per sequence
+  the camera is **still**: no pan, zoom or rotation (the tilt stays), so the background's
+  true flow is exactly zero.
 * layers 1..n, **foreground layers** (``n`` drawn per sequence in ``layers=(lo, hi)``), each
   cut from another photograph (all layers of a sequence use different photographs when the
   pool has enough) by a random **hard-edged** shape: an ellipse, a smooth blob (an ellipse
@@ -18,7 +20,9 @@ affine map per frame, back to front:
   [0.5, 1]. It moves at ``speed`` px per frame in a uniform direction, its centre bouncing off
   the canvas edges (so it may leave the frame partly, never wholly), while it spins
   (``rotation``) and grows or shrinks (``zoom``) at its own drawn rates. Higher layers occlude
-  lower ones (a fixed depth order per sequence).
+  lower ones (a fixed depth order per sequence). With probability ``still_layers`` per layer a
+  layer is **still** (no motion, spin or zoom): with a still camera too, a scene where nothing
+  moves, whose right prediction is the last frame.
 * **Texture scale**: each layer draws ``scale`` = photo pixels (of the 256-px photographs) per
   canvas pixel. The photo is sampled from a pyramid level (2x, 4x smaller, antialiased) chosen
   so that one canvas pixel covers at most one photo pixel of that level (no aliasing) when
@@ -55,9 +59,12 @@ affine map per frame, back to front:
 alone, in a fixed order for given ``layers`` and photo pool: the layer count
 (``integers(lo, hi + 1)``), the photo order (``permutation(P)``), then ``random((L, 16))``
 (each layer's shape, motion and texture placement) and ``random((L, 6))`` (blob harmonics);
-the noise comes from ``default_rng([s, i, 1])``. So a sequence is the same alone, in a batch,
+the noise comes from ``default_rng([s, i, 1])``; whether each layer slot is still from
+``default_rng([s, i, 2]).random(L)`` (slot 0, the camera, is still where its uniform is below
+``still``, slot l >= 1 below ``still_layers``). So a sequence is the same alone, in a batch,
 in a DataLoader worker or read back from a file; switching noise or brightness on changes
-nothing else.
+nothing else, and with ``still = still_layers = 0`` (the defaults) the sequences are those of
+the generator before the two options existed.
 
 **Photographs.** ``photos=None`` uses the 11 public-domain/CC0 photographs shipped in
 ``stae/data/photos`` (from scikit-image's sample data; see LICENSES.md there), split into 7
@@ -125,6 +132,16 @@ def _range(name: str, value, low: float = 0.0, integer: bool = False) -> tuple[f
     return lo, hi
 
 
+def _probability(name: str, value) -> float:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise StaeError(f"{name} must be a probability in [0, 1], got {value!r}") from None
+    if isinstance(value, bool) or not 0.0 <= v <= 1.0:  # NaN fails too
+        raise StaeError(f"{name} must be a probability in [0, 1], got {value!r}")
+    return v
+
+
 def _nonneg(name: str, value) -> float:
     try:
         v = float(value)
@@ -151,6 +168,10 @@ class TextureOptions:
     scale: Any = (0.5, 1.5)  # photo px (256-px photos) per canvas px, per layer
     brightness: float = 0.0  # brightness change rate per frame drawn in [-b, b]: frame t x exp(g t)
     noise: float = 0.0  # std of additive Gaussian noise on [0, 1] frames
+    # Still scenes (the right flow is zero): the probability per sequence that the camera does
+    # not move (no pan, zoom or rotation), and per foreground layer that the layer does not.
+    still: float = 0.0
+    still_layers: float = 0.0
 
     def checked(self) -> "TextureOptions":
         """A normalised copy (ranges as float pairs, size as (H, W)); StaeError names a bad option."""
@@ -176,7 +197,8 @@ class TextureOptions:
         return replace(self, size=(int(size[0]), int(size[1])), num_frames=int(self.num_frames), channels=int(self.channels),
                        layers=(int(layers[0]), int(layers[1])), layer_size=size_r, speed=_range("speed", self.speed),
                        pan=_range("pan", self.pan), zoom=zoom, rotation=_nonneg("rotation", self.rotation), scale=scale,
-                       brightness=_nonneg("brightness", self.brightness), noise=_nonneg("noise", self.noise))
+                       brightness=_nonneg("brightness", self.brightness), noise=_nonneg("noise", self.noise),
+                       still=_probability("still", self.still), still_layers=_probability("still_layers", self.still_layers))
 
     @property
     def num_layers(self) -> int:
@@ -386,6 +408,8 @@ def draw_scene(seed: int, index: int, o: TextureOptions, pool: PhotoPool) -> Sce
     u = rng.random((o.num_layers, _DRAWS))
     harm = rng.random((o.num_layers, 6))
     t_len, big_l = o.num_frames, o.num_layers
+    still = np.random.default_rng([int(seed), int(index), 2]).random(big_l) < [o.still] + [o.still_layers] * (big_l - 1)
+    motionless = replace(o, speed=(0.0, 0.0), pan=(0.0, 0.0), zoom=0.0, rotation=0.0)
     to_object = np.tile(np.eye(3), (t_len, big_l, 1, 1))
     to_photo = np.tile(np.eye(3), (big_l, 1, 1))
     entry = np.full(big_l, -1, np.int64)
@@ -394,9 +418,9 @@ def draw_scene(seed: int, index: int, o: TextureOptions, pool: PhotoPool) -> Sce
     for slot in range(n_fg + 1):
         photo[slot] = order[slot % n_photos]
         if slot == 0:
-            to_object[:, 0], level, rate = _background(u[0], o, pool, int(photo[0]))
+            to_object[:, 0], level, rate = _background(u[0], motionless if still[0] else o, pool, int(photo[0]))
         else:
-            f = _foreground(u[slot], harm[slot], o, pool, int(photo[slot]))
+            f = _foreground(u[slot], harm[slot], motionless if still[slot] else o, pool, int(photo[slot]))
             to_object[:, slot], to_photo[slot], shapes[slot], level = f["to_object"], f["to_photo"], f["shape"], f["level"]
         entry[slot] = photo[slot] * LEVELS + level
     return Scene(to_object, to_photo, entry, photo, shapes, np.exp(rate * np.arange(t_len)))
@@ -550,6 +574,7 @@ def layer_flow(owner: np.ndarray, to_object: np.ndarray) -> np.ndarray:
     step = np.linalg.inv(to_object[:-1]) @ to_object[1:]  # (T-1, L, 3, 3): p in t+1 -> p in t
     step[..., 0, 0] -= 1.0  # minus the identity: the displacement, without cancellation
     step[..., 1, 1] -= 1.0
+    step[(to_object[:-1] == to_object[1:]).all((-2, -1))] = 0.0  # a still layer: exactly zero (not inv(A) A - I)
     m = _pixel_maps(step, owner[1:], np.float32)
     xs, ys = _pixel_grid(*owner.shape[1:], dtype=np.float32)
     flow = np.empty((owner.shape[0] - 1, 2) + owner.shape[1:], np.float32)

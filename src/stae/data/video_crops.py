@@ -14,6 +14,9 @@ varies like real video", to mix with the textures generator (:mod:`stae.data.mix
   ``(s H) x (s W)`` working pixels (reduced, keeping its aspect ratio, where the frame is
   smaller), fixed over the clip, and resized to ``H x W`` (antialiased): the same scene seen
   at several zooms.
+* **Still crops**: with probability ``still`` (a sixth uniform of the same generator, drawn
+  after the five, so the crops are unchanged) the clip is its first frame repeated: a scene
+  where nothing moves, whose right prediction is the last frame. Default 0.
 * **Cache**: a video is decoded whole, once, and kept in memory when its frames at the working
   resolution fit the remaining ``cache_mb`` (default 256 MB; bigbuckbunny: 30 MB grey) —
   an explicit, bounded cache per dataset instance; otherwise each clip is decoded on demand.
@@ -87,11 +90,14 @@ class VideoCrops(Dataset):
 
     def __init__(self, num_sequences: int, seed: int, videos: str | os.PathLike | None = None, clip_len: int = 20,
                  size: int | tuple[int, int] = 64, grayscale: bool = True, scales=(1.0, 2.0, 4.0), stride: int = 1,
-                 max_side: int = 360, cache_mb: float = 256.0):
+                 max_side: int = 360, cache_mb: float = 256.0, still: float = 0.0):
         if num_sequences < 0 or clip_len < 1 or stride < 1:
             raise StaeError(f"num_sequences >= 0, clip_len >= 1 and stride >= 1 needed, got {num_sequences}, {clip_len}, {stride}")
         if not scales or any(float(s) <= 0 for s in scales):
             raise StaeError(f"scales must be positive numbers, got {scales!r}")
+        if isinstance(still, bool) or not isinstance(still, (int, float, np.integer, np.floating)) or not 0.0 <= still <= 1.0:
+            raise StaeError(f"still must be a probability in [0, 1], got {still!r}")
+        self.still = float(still)
         self.num_sequences, self.seed = int(num_sequences), int(seed)
         self.size = (int(size), int(size)) if isinstance(size, (int, np.integer)) else tuple(int(s) for s in size)
         self.clip_len, self.stride, self.grayscale = int(clip_len), int(stride), bool(grayscale)
@@ -141,10 +147,12 @@ class VideoCrops(Dataset):
             i += self.num_sequences
         if not 0 <= i < self.num_sequences:
             raise IndexError(f"crop index {i} out of range for {self.num_sequences} crops")
-        u = np.random.default_rng([self.seed, int(i)]).random(5)
+        u = np.random.default_rng([self.seed, int(i)]).random(6)  # random(6)[:5] == random(5)
         vi = int(np.searchsorted(self.cumulative, u[0], side="right"))
         vi = min(vi, len(self.infos) - 1)
         frames = self._frames(vi, int(u[1] * self.starts[vi]))
+        if u[5] < self.still:
+            frames = np.repeat(frames[:1], self.clip_len, axis=0)
         h, w = self.size
         fh, fw = frames.shape[-2:]
         s = self.scales[min(int(u[2] * len(self.scales)), len(self.scales) - 1)]

@@ -62,7 +62,7 @@ def _texture_datasets(d, truth: bool = False) -> tuple[Dataset, Dataset]:
 
     kw = dict(num_frames=d.num_frames, size=d.size, channels=1 if d.grayscale else 3, photos=d.photos_dir)
     try:
-        kw["layers"], kw["noise"] = tuple(d.layers), d.noise
+        kw.update(layers=tuple(d.layers), noise=d.noise, still=d.still, still_layers=d.still_layers)
         train = MovingTextures(d.train_sequences, seed=d.seed, split="train", with_truth=truth, **kw)
         val = MovingTextures(d.val_sequences, seed=d.seed + 1, split="val", **kw)
     except StaeError as e:  # the library names its parameter; say the config key
@@ -74,7 +74,7 @@ def _texture_datasets(d, truth: bool = False) -> tuple[Dataset, Dataset]:
         from stae.data.video_crops import VideoCrops
 
         crops = VideoCrops(d.train_sequences, seed=d.seed, videos=d.path, clip_len=d.num_frames, size=d.size,
-                           grayscale=d.grayscale, stride=d.stride)
+                           grayscale=d.grayscale, stride=d.stride, still=d.video_still)
         train = Mixture([train, crops], [1.0 - d.video_weight, d.video_weight], d.train_sequences, seed=d.seed)
     return train, val
 

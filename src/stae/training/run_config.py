@@ -56,6 +56,10 @@ class DataConfig:
     noise: Annotated[float, Range(0, 1)] = 0.0  # std of additive Gaussian noise on [0, 1] frames
     photos_dir: Optional[str] = None  # a folder of your own photographs (default: the 11 shipped ones)
     video_weight: Annotated[float, Range(0, 1)] = 0.2  # mix: fraction of training clips that are video crops (validation: textures only)
+    # Still scenes, where the right flow is zero (docs/data.md#still-scenes), train and validation:
+    still: Annotated[float, Range(0, 1)] = 0.0  # textures: probability per sequence of a still camera (no pan, zoom, rotation)
+    still_layers: Annotated[float, Range(0, 1)] = 0.0  # textures: probability per foreground layer that it does not move
+    video_still: Annotated[float, Range(0, 1)] = 0.0  # mix: probability per video crop that it is its first frame repeated
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,9 @@ data -- Moving MNIST (vanilla-mmnist) and the real-textures generator (video-gra
 
     .venv/bin/python benchmarks/propagation_ablation.py            # 100 val sequences each, ~15 min on 1 thread
     .venv/bin/python benchmarks/propagation_ablation.py --sequences 4 --out /tmp/ablation.json   # smoke
+    # another model for one dataset, some variants only (e.g. choosing a textures model on val):
+    .venv/bin/python benchmarks/propagation_ablation.py --model textures=runs/video-gray64-flow \
+        --data textures --only copy_first "predictive soft" --out benchmarks/results/propagation_model.json
 
 Writes benchmarks/results/propagation_ablation.json: mean IoU at 1, 5 and 10 frames ahead per
 variant and dataset (stae.propagation_eval, labels on frame 0).
@@ -62,6 +65,10 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sequences", type=int, default=100)
     ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    ap.add_argument("--model", action="append", default=[], metavar="DATA=CHECKPOINT",
+                    help="the model for one dataset (default: vanilla-mmnist, video-gray64)")
+    ap.add_argument("--data", nargs="+", choices=tuple(MODELS), default=list(MODELS), help="datasets (default both)")
+    ap.add_argument("--only", nargs="+", default=None, metavar="VARIANT", help="measure only these variants")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "propagation_ablation.json"))
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -71,13 +78,17 @@ def main(argv=None) -> int:
     from stae.propagate import PropagationOptions
     from stae.propagation_eval import labelled_sequences, propagation_iou
 
-    result = {"benchmark": "propagation_ablation", "what": __doc__.split("\n\n")[0], "split": "val",
+    models = {**MODELS, **dict(m.split("=", 1) for m in args.model)}
+    models = {d: models[d] for d in args.data}
+    result = {"benchmark": "propagation_ablation", "what": __doc__.split("\n\n")[0], "split": "val", "models": models,
               "sequences": args.sequences, "threads": args.threads, "machine": describe(), "iou": {}, "seconds": {}}
-    for data, name in MODELS.items():
+    for data, name in models.items():
         model = stae.load_model(name).eval()
         clips, labels = labelled_sequences(data, "val", args.sequences)
         rows = variants() + [("observed soft, seeded by zero flow", ("observed",), PropagationOptions())]
         for label, methods, options in rows:
+            if args.only and label not in args.only:
+                continue
             t0 = time.perf_counter()
             m = zero_flow_model(model) if "zero flow" in label else model
             result["iou"].setdefault(data, {})[label] = propagation_iou(m, clips, labels, methods, options)[methods[0]]

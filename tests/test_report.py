@@ -33,10 +33,10 @@ def test_committed_readme_table_is_what_the_committed_json_renders():
 
 def test_report_without_results_says_not_yet_run(tmp_path):
     text = render_report(tmp_path, quick=False, runs=ReportRuns(rows={}, flow_runs=()))
-    for title in ("Table 2", "Table 3", "Flow quality", "Label propagation", "Fig. 5", "Fig. 7", "OpenSTL", "Shipped",
-                  "Ten frames ahead"):
+    for title in ("Table 2", "Table 3", "Flow quality", "Label propagation", "Weakly-supervised segmentation", "Fig. 5",
+                  "Fig. 7", "OpenSTL", "Shipped", "Ten frames ahead"):
         assert title in text
-    assert text.count("\n\nnot yet run\n") == 9
+    assert text.count("\n\nnot yet run\n") == 10
     assert readme_table(tmp_path, ReportRuns(rows={}, flow_runs=())) == "No results yet: run `make reproduce`."
 
 
@@ -46,15 +46,28 @@ def test_quick_report_says_so_and_links_pictures_beside_it(tmp_path):
     assert "**QUICK MODE**" in text and f"`{tmp_path}`" in text and "![fig5](fig5.png)" in text
 
 
-def test_run_rows_name_the_runs_in_flow_and_propagation(tmp_path):
-    for stage in ("flow", "propagation"):
-        shutil.copy(RESULTS / f"{stage}.json", tmp_path)
+def test_run_rows_name_the_runs_in_flow(tmp_path):
+    shutil.copy(RESULTS / "flow.json", tmp_path)
     runs = ReportRuns(rows={"t2-vanilla": "plain", "t2-vanilla-flow": "fixed"}, flow_runs=("t2-vanilla-flow", "t2-vanilla"))
     text = render_report(tmp_path, quick=True, runs=runs)
     assert "| model plain |" in text and "| model fixed |" in text
-    table = text.split("## Label propagation")[1].split("\n\n")[2].splitlines()[2:]
-    assert [r.split(" |")[0] for r in table] == [  # the model runs first, in the JSON's order, then the others
-        "| model flow, plain", "| model flow, fixed", "| DIS flow (sees the frame it labels)", "| copy the mask"]
+
+
+def test_propagation_section_has_both_modes_and_its_targets(tmp_path):
+    for stage in ("propagation", "segmentation"):
+        shutil.copy(RESULTS / f"{stage}.json", tmp_path)
+    text = render_report(tmp_path, quick=True, runs=runs_of(RESULTS))
+    section = text.split("## Label propagation")[1].split("## Weakly-supervised")[0]
+    rows = [r.split(" |")[0] for r in section.split("\n\n")[3].splitlines()[2:]]  # Moving MNIST, labels of frame 0
+    assert rows == ["| stae, observed mode (flow refined on the pair it labels)",
+                    "| stae, predictive mode (flow predicted before the frame is seen)",
+                    "| OpenCV DIS flow (sees the frame it labels), same rule", "| OpenCV DIS flow, hard labels (the earlier rule)",
+                    "| copy the mask"]
+    pr = json.loads((RESULTS / "propagation.json").read_text())
+    done = "**yes**" if pr["targets"]["moving_mnist"]["observed_at_least_dis"] else "**no**"
+    assert f"Observed mode at least DIS's (either rule) at every k: {done}" in section
+    seg = text.split("## Weakly-supervised")[1]
+    assert "| (b) + labels propagated by stae |" in seg and "![segmentation examples](segmentation.png)" in seg
 
 
 def test_readme_table_between_the_marks(tmp_path):

@@ -123,3 +123,22 @@ def fake_run(runs: Path, name: str, output: str = "sigmoid", steps: int = 4) -> 
                "clip_frames": 11, "minutes": 0.1, "stopped": "done", "threads": 1, "max_minutes": 5.0}
     (run / RESULT_NAME).write_text(json.dumps(summary))
     return run
+
+
+def encode_video(path: Path, frames, codec: str, pix_fmt: str, rate: int) -> Path:
+    """Write uint8 frames (H, W) for "gray" or (H, W, 3) RGB otherwise to ``path`` with PyAV."""
+    import av
+
+    frames = list(frames)
+    c = av.open(str(path), "w")
+    s = c.add_stream(codec, rate=rate)
+    s.height, s.width = frames[0].shape[:2]
+    s.pix_fmt = pix_fmt
+    fmt = "gray" if frames[0].ndim == 2 else "rgb24"
+    for frame in frames:
+        for p in s.encode(av.VideoFrame.from_ndarray(frame, format=fmt)):
+            c.mux(p)
+    for p in s.encode():
+        c.mux(p)
+    c.close()
+    return path

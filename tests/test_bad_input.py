@@ -29,28 +29,19 @@ from stae.model.autoencoder import SpatioTemporalAutoencoder
 from stae.training import resolve, train
 from stae.training import run_dir as rd
 from stae.weights import load_model, save_model
-from tests.helpers import tiny_config, tiny_raw, write_tiny_clips
+from tests.helpers import encode_video, tiny_config, tiny_raw, write_tiny_clips
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 # ------------------------------------------------------------------------------ the world
 def _video(path: Path, n: int = 14, size: int = 16) -> Path:
-    import av
-
-    c = av.open(str(path), "w")
-    s = c.add_stream("mpeg4", rate=25)
-    s.width = s.height = size
-    s.pix_fmt = "yuv420p"
+    frames = []
     for t in range(n):
         f = np.zeros((size, size, 3), np.uint8)
         f[4:10, (t % 8):(t % 8) + 6] = 220
-        for p in s.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
-            c.mux(p)
-    for p in s.encode():
-        c.mux(p)
-    c.close()
-    return path
+        frames.append(f)
+    return encode_video(path, frames, "mpeg4", "yuv420p", 25)
 
 
 def _checkpoint_with(path: Path, good: Path, config: dict | None = None, weights=None) -> Path:

@@ -2,7 +2,6 @@
 
 from pathlib import Path
 
-import av
 import numpy as np
 import pytest
 import torch
@@ -13,22 +12,13 @@ from stae.data.textures import MovingTextures
 from stae.errors import StaeError
 from stae.training import load_config
 from stae.training.batches import build_datasets, make_batch
+from tests.helpers import encode_video
 
 
 def write_video(path: Path, n: int = 12, h: int = 48, w: int = 80) -> Path:
     """A lossless (ffv1) grey video whose pixel (y, x) of frame t is (x + 3 y + 7 t) % 256."""
-    c = av.open(str(path), "w")
-    s = c.add_stream("ffv1", rate=10)
-    s.width, s.height, s.pix_fmt = w, h, "gray"
     ys, xs = np.mgrid[0:h, 0:w]
-    for t in range(n):
-        frame = ((xs + 3 * ys + 7 * t) % 256).astype(np.uint8)
-        for p in s.encode(av.VideoFrame.from_ndarray(frame, format="gray")):
-            c.mux(p)
-    for p in s.encode():
-        c.mux(p)
-    c.close()
-    return path
+    return encode_video(path, [((xs + 3 * ys + 7 * t) % 256).astype(np.uint8) for t in range(n)], "ffv1", "gray", 10)
 
 
 def test_video_crops_scales_determinism_and_cache(tmp_path):

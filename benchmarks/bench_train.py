@@ -52,20 +52,32 @@ VARIANTS: list[tuple[str, str, dict, int, bool]] = [
     # so stae's head runs on the last step only, as the peer's does.
     ("default-b16-fp32-last", "stae DIRECT (fused direct conv), loss on the last prediction", DIRECT, 16, False),
     ("fast-b16-fp32-last", "stae defaults (fft_conv + subpixel_decoder), loss on the last prediction", FAST, 16, False),
+    # The other issues' models: the image-space head of video-gray64 (docs/model.md#image-head)
+    # and rollout training as rollout-mmnist trains (ROLLOUT_SETS: 10 predictions fed back).
+    ("fast-b16-fp32-image", "stae defaults + image-space head (residual and mask, as video-gray64)",
+     {**FAST, "head": "image", "image_residual": True, "image_mask": True}, 16, False),
+    ("fast-b16-fp32-rollout", "stae defaults, rollout training (10 in, 10 predictions fed back, as rollout-mmnist)",
+     FAST, 16, False),
 ]
+# Run-config overrides of the rollout row: the full horizon from the first update, every
+# fed-back step the model's own prediction (no scheduled-sampling truth).
+ROLLOUT_HORIZON = 10
+ROLLOUT_SETS = [f"train.rollout_horizon={ROLLOUT_HORIZON}", "train.rollout_curriculum_steps=0",
+                "train.rollout_truth_start=0", "train.rollout_truth_end=0"]
 
 
 def make_step(model: torch.nn.Module, batch: int, tau: int, bf16: bool, seed: int = 0,
-              loss_steps: str = "all") -> Callable[[], float]:
+              loss_steps: str = "all", rollout: bool = False) -> Callable[[], float]:
     """One training step (stae's ``train_step``: eq. 5 loss on every prediction, or the last one
     for ``loss_steps="last"``, RMSprop, no clipping) on a fixed random clip (B, tau + 1, 1, 64,
-    64); returns the loss. For the fused-cell peer: its own step, the same loss on the last
+    64); returns the loss. ``rollout``: rollout training (ROLLOUT_SETS) on clips of tau +
+    ROLLOUT_HORIZON frames. For the fused-cell peer: its own step, the same loss on the last
     prediction, the same optimiser."""
     g = torch.Generator().manual_seed(seed)
-    clip = torch.rand(batch, tau + 1, 1, 64, 64, generator=g)
+    clip = torch.rand(batch, tau + (ROLLOUT_HORIZON if rollout else 1), 1, 64, 64, generator=g)
     cfg = load_config(None, [f"data.context={tau}", "train.optimizer=rmsprop", "train.lr=1e-4",
                              "train.weight_decay=0", "train.loss=eq5", f"train.loss_steps={loss_steps}",
-                             "train.loss_warmup=0", "train.grad_clip=none"])
+                             "train.loss_warmup=0", "train.grad_clip=none"] + (ROLLOUT_SETS + [f"data.num_frames={tau + ROLLOUT_HORIZON}"] if rollout else []))
     weights = loss_weights(cfg)
     if not hasattr(model, "config"):  # the fused-cell peer
         return make_peer_step(model, clip, cfg, weights)
@@ -76,6 +88,12 @@ def make_step(model: torch.nn.Module, batch: int, tau: int, bf16: bool, seed: in
         return train_step(model, opt, clip, cfg, weights, 0, amp_dtype=amp)[0]["total"]
 
     return step
+
+
+def _loss_on(name: str) -> str:
+    if name.endswith("-rollout"):
+        return f"every prediction, {ROLLOUT_HORIZON} fed back"
+    return "last prediction" if name.endswith("-last") or name.startswith("peer") else "every prediction"
 
 
 def build(name: str, overrides: dict) -> torch.nn.Module:
@@ -90,7 +108,8 @@ def run(rounds: int, tau: int, only: list[str] | None = None) -> dict:
     variants = [v for v in VARIANTS if not only or v[0] in only]
     steps = {}
     for name, _, overrides, batch, bf16 in variants:
-        steps[name] = make_step(build(name, overrides), batch, tau, bf16, loss_steps="last" if name.endswith("-last") else "all")
+        steps[name] = make_step(build(name, overrides), batch, tau, bf16, loss_steps="last" if name.endswith("-last") else "all",
+                                rollout=name.endswith("-rollout"))
         steps[name]()  # warm-up: allocator, oneDNN primitive cache, FFT plans
     times: dict[str, list[float]] = {v[0]: [] for v in variants}
     cpu: dict[str, list[float]] = {v[0]: [] for v in variants}
@@ -107,7 +126,7 @@ def run(rounds: int, tau: int, only: list[str] | None = None) -> dict:
     for name, impl, overrides, batch, bf16 in variants:
         s = pc.summary(times[name])
         row = {"variant": name, "implementation": impl, "options": overrides, "batch": batch, "tau": tau,
-               "loss_on": "last prediction" if name.endswith("-last") or name.startswith("peer") else "every prediction",
+               "loss_on": _loss_on(name),
                "dtype": "bf16 autocast" if bf16 else "fp32", "step_median_s": s["median_s"],
                "step_p95_s": s["p95_s"], "steps_timed": s["n"], "seq_per_s": batch / s["median_s"],
                # CPU seconds (all threads) per step: less sensitive to other processes than wall time

@@ -112,16 +112,20 @@ def test_time_to_quality_runs_and_writes_its_curve(tmp_path):
     assert res["target_bce"] == 0.0835 and "machine" in res and out.with_suffix(".png").exists()
 
 
-def test_benchmark_headline_shows_the_other_models_beside_the_targeted_rows():
-    """run_all's issue-16 table: the 3x target is judged on stae's defaults only; the image-space
-    head and rollout training rows are shown with their ratios and no target."""
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    import run_all
+def test_benchmark_headline_shows_the_other_models_beside_the_targeted_rows(tmp_path):
+    """run_all's issue-16 table (run as a script on a train.json): the 3x target is judged on
+    stae's defaults only; the image-space head and rollout rows get their ratios and no target."""
+    import json
 
     names = {"peer-b16-fp32": 2.0, "default-b16-fp32": 1.0, "fast-b16-fp32": 6.5, "fast-b16-fp32-image": 5.0,
              "fast-b16-fp32-rollout": 1.5}
-    rows = run_all.headline({"rows": [{"variant": k, "seq_per_s": v} for k, v in names.items()]}, None, None)
-    by_what = {r["what"]: r for r in rows}
+    rows = [{"variant": k, "seq_per_s": v, "implementation": k, "batch": 16, "dtype": "fp32", "x_reference": None}
+            for k, v in names.items()]
+    (tmp_path / "train.json").write_text(json.dumps({"rows": rows}))
+    run = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "run_all.py"), "--summary-only", "--results",
+                          str(tmp_path)], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout + run.stderr
+    by_what = {r["what"]: r for r in json.loads((tmp_path / "summary.json").read_text())["headline"]}
     assert by_what["training, batch 16, fp32, loss on every prediction"]["met"] == "yes"  # 6.5 / 2 >= 3
     image = by_what["training, batch 16, fp32, image-space head (video-gray64)"]
     rollout = by_what["training, batch 16, fp32, rollout training, 10 fed back (20-frame clips)"]

@@ -64,6 +64,7 @@ VARIANTS: list[tuple[str, str, dict, int, bool]] = [
 ROLLOUT_HORIZON = 10
 ROLLOUT_SETS = [f"train.rollout_horizon={ROLLOUT_HORIZON}", "train.rollout_curriculum_steps=0",
                 "train.rollout_truth_start=0", "train.rollout_truth_end=0"]
+OTHER_MODELS = ("fast-b16-fp32-image", "fast-b16-fp32-rollout")  # other work per sequence: never "best"
 
 
 def make_step(model: torch.nn.Module, batch: int, tau: int, bf16: bool, seed: int = 0,
@@ -77,7 +78,8 @@ def make_step(model: torch.nn.Module, batch: int, tau: int, bf16: bool, seed: in
     clip = torch.rand(batch, tau + (ROLLOUT_HORIZON if rollout else 1), 1, 64, 64, generator=g)
     cfg = load_config(None, [f"data.context={tau}", "train.optimizer=rmsprop", "train.lr=1e-4",
                              "train.weight_decay=0", "train.loss=eq5", f"train.loss_steps={loss_steps}",
-                             "train.loss_warmup=0", "train.grad_clip=none"] + (ROLLOUT_SETS + [f"data.num_frames={tau + ROLLOUT_HORIZON}"] if rollout else []))
+                             "train.loss_warmup=0", "train.grad_clip=none"]
+                      + (ROLLOUT_SETS + [f"data.num_frames={clip.shape[1]}"] if rollout else []))
     weights = loss_weights(cfg)
     if not hasattr(model, "config"):  # the fused-cell peer
         return make_peer_step(model, clip, cfg, weights)
@@ -139,7 +141,8 @@ def run(rounds: int, tau: int, only: list[str] | None = None) -> dict:
         row["x_reference"] = row["seq_per_s"] / ref if ref else None
         row["x_peer"] = row["seq_per_s"] / by_name["peer-b16-fp32"] if "peer-b16-fp32" in by_name else None
         row["x_direct_b16"] = row["seq_per_s"] / by_name["default-b16-fp32"] if "default-b16-fp32" in by_name else None
-    best = max((r for r in rows if r["variant"] not in ("reference", "peer-b16-fp32")), key=lambda r: r["seq_per_s"],
+    best = max((r for r in rows if r["variant"] not in ("reference", "peer-b16-fp32", *OTHER_MODELS)),
+               key=lambda r: r["seq_per_s"],
                default=None)
     return {"benchmark": "train", "preset": PRESET, "frame": [64, 64], "rounds": rounds, "rows": rows,
             "best": best["variant"] if best else None,

@@ -28,10 +28,14 @@ FC = dict(encoder_channels=(4,), memory="fc", fc_hidden=(32, 64), fc_frame_size=
 FAST = dict(TINY, fft_conv=True, subpixel_decoder=True, warp_padding="border")
 
 
-@pytest.fixture(scope="module", params=["conv", "fc", "fast"])
+# Block matching carries the last frame in the state (autoencoder.State): one more pair.
+MATCHING = dict(TINY, block_matching=True, matching_radius=1, matching_window=3, head="image")
+
+
+@pytest.fixture(scope="module", params=["conv", "fc", "fast", "matching"])
 def model(request):
     torch.manual_seed(0)
-    return build_model(ModelConfig(**{"conv": TINY, "fc": FC, "fast": FAST}[request.param])).eval()
+    return build_model(ModelConfig(**{"conv": TINY, "fc": FC, "fast": FAST, "matching": MATCHING}[request.param])).eval()
 
 
 def eager_outputs(model, clip):
@@ -44,11 +48,17 @@ def eager_outputs(model, clip):
 
 
 def test_wrapper_state_is_explicit_and_starts_at_zero(model):
-    if model.config.memory == "conv":
+    if model.config.block_matching:
+        assert state_shapes(model, 1, 16, 16) == [(1, 4, 8, 8), (1, 3, 8, 8), (1, 1, 16, 16)] + \
+            [(1, 4, 8, 8), (1, 3, 8, 8), (1, 1, 1, 1)]
+        assert io_names(model)[0] == ["frame", "h0", "h1", "last_frame", "c0", "c1", "last_frame_real"]
+    elif model.config.memory == "conv":
         assert state_shapes(model, 1, 16, 16) == [(1, 4, 8, 8), (1, 3, 8, 8)] * 2
     else:
         assert state_shapes(model, 1, 16, 16) == [(1, 32), (1, 64)] * 2
-    assert io_names(model) == (["frame", "h0", "h1", "c0", "c1"], ["pred", "flow", "h0_out", "h1_out", "c0_out", "c1_out"])
+    if not model.config.block_matching:
+        assert io_names(model) == (["frame", "h0", "h1", "c0", "c1"],
+                                   ["pred", "flow", "h0_out", "h1_out", "c0_out", "c1_out"])
     clip = torch.rand(3, 1, 1, 16, 16, generator=torch.Generator().manual_seed(1))
     step, state = StreamingStep(model), initial_state(model, 1, 16, 16)
     for (pred, flow), f in zip(eager_outputs(model, clip), clip):

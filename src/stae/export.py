@@ -9,7 +9,9 @@ Python list, so that a runtime without Python can carry it from frame to frame::
 model's BACKWARD flow ``T_t`` (B, 2, H/s, W/s) on the feature grid, in feature-grid pixels
 (multiply by the stride s and upsample for image pixels; negate for forward flow). ``h_l, c_l``
 are the memory state of layer l, zeros for the first frame (:func:`initial_state`): (B, d_l,
-H/s, W/s) for convolutional memory, (B, n_l) for fully-connected memory.
+H/s, W/s) for convolutional memory, (B, n_l) for fully-connected memory. A model with
+``block_matching`` carries one more pair, ``last_frame`` (B, C, H, W) and ``last_frame_real``
+(B, 1, 1, 1), zeros for the first frame too (no frame yet: it is matched with itself).
 
 The export is traced for one frame size (H, W) and batch B (``--size``, ``--batch``): the
 warp's sampling grid is built for that size. Names of inputs/outputs: ``frame``, ``h0``..,
@@ -40,12 +42,13 @@ ONNX_OPSET = 17  # grid_sample (the warp) needs opset >= 16
 
 class StreamingStep(nn.Module):
     """``model.step`` with the memory state as 2L explicit tensors: forward(frame, h..., c...)
-    -> (pred, flow, h..., c...), L = number of memory layers."""
+    -> (pred, flow, h..., c...), L = number of state pairs: the memory layers, and with
+    ``block_matching`` the last frame and its flag (autoencoder.State)."""
 
     def __init__(self, model: SpatioTemporalAutoencoder) -> None:
         super().__init__()
         self.model = model.eval()
-        self.num_layers = len(model.memory.layers)
+        self.num_layers = num_state_pairs(model)
 
     def forward(self, frame: torch.Tensor, *state: torch.Tensor) -> tuple[torch.Tensor, ...]:
         n = self.num_layers
@@ -54,15 +57,22 @@ class StreamingStep(nn.Module):
         return (pred, flow, *[h for h, _ in new], *[c for _, c in new])
 
 
+def num_state_pairs(model: SpatioTemporalAutoencoder) -> int:
+    return len(model.memory.layers) + (model.matching is not None)
+
+
 def state_shapes(model: SpatioTemporalAutoencoder, batch: int, height: int, width: int) -> list[tuple[int, ...]]:
-    """Shapes of h_1..h_L then c_1..c_L for frames (batch, C, height, width)."""
+    """Shapes of h_1..h_L then c_1..c_L for frames (batch, C, height, width); with block
+    matching the last "h" is the last frame and the last "c" its flag (batch, 1, 1, 1)."""
     cfg = model.config
     s = model.stride
     if cfg.memory == "conv":
         per_layer = [(batch, c, height // s, width // s) for c in cfg.memory_channels]
     else:
         per_layer = [(batch, n) for n in cfg.fc_hidden]
-    return per_layer + per_layer
+    if model.matching is None:
+        return per_layer + per_layer
+    return per_layer + [(batch, cfg.in_channels, height, width)] + per_layer + [(batch, 1, 1, 1)]
 
 
 def initial_state(model: SpatioTemporalAutoencoder, batch: int, height: int, width: int) -> list[torch.Tensor]:
@@ -72,7 +82,9 @@ def initial_state(model: SpatioTemporalAutoencoder, batch: int, height: int, wid
 
 def io_names(model: SpatioTemporalAutoencoder) -> tuple[list[str], list[str]]:
     n = len(model.memory.layers)
-    states = [f"h{i}" for i in range(n)] + [f"c{i}" for i in range(n)]
+    last = ["last_frame"] if model.matching is not None else []
+    flag = ["last_frame_real"] if model.matching is not None else []
+    states = [f"h{i}" for i in range(n)] + last + [f"c{i}" for i in range(n)] + flag
     return ["frame", *states], ["pred", "flow", *[f"{s}_out" for s in states]]
 
 

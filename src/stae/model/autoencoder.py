@@ -18,10 +18,13 @@ from stae.model.config import ModelConfig, preset
 from stae.errors import StaeError
 from stae.model.flow import FlowRegressor
 from stae.model.heads import image_prediction, init_image_decoder
+from stae.model.matching import BlockMatching
 from stae.model.memory import ConvLSTMMemory, FCLSTMMemory, LayerState
 from stae.model.spatial import SpatialDecoder, SpatialEncoder
 from stae.model.warp import warp
 
+# The memory layers' (h, c), then -- with ``config.block_matching`` -- one more pair: the last
+# input frame and a (B, 1, 1, 1) flag that it is real (0 in an exported zero state: no frame yet).
 State = list[LayerState]
 
 
@@ -44,8 +47,10 @@ class SpatioTemporalAutoencoder(nn.Module):
         # Each module takes its fast path (fft_conv, subpixel_decoder, recompute_steps: how it
         # computes, not what) in its constructor.
         self.encoder = SpatialEncoder(cfg.in_channels, cfg.encoder_channels, cfg.spatial_kernel)
+        self.matching = (BlockMatching(cfg.matching_radius, cfg.matching_window, cfg.stride)
+                         if cfg.block_matching else None)
         if cfg.memory == "conv":
-            self.memory: nn.Module = ConvLSTMMemory(d, cfg.memory_channels, cfg.memory_kernel,
+            self.memory: nn.Module = ConvLSTMMemory(cfg.memory_input_channels, cfg.memory_channels, cfg.memory_kernel,
                                                     fft=cfg.fft_conv, recompute=cfg.recompute_steps)
         else:
             grid = (cfg.fc_frame_size[0] // cfg.stride, cfg.fc_frame_size[1] // cfg.stride)
@@ -134,9 +139,37 @@ class SpatioTemporalAutoencoder(nn.Module):
             raise StaeError(f"step expects a frame (B, C, H, W), got shape {tuple(frame.shape)}")
         self.check_frame_shape(tuple(frame.shape))
         x = self.encoder(frame)  # (B, d, h, w)
-        m, state = self.memory(x, state)  # (B, d_m, h, w)
+        mem_state, last = self._split_state(state)
+        m, mem_state = self.memory(self._memory_input(x[:, None], frame[:, None], last)[:, 0], mem_state)
         logits, flow = self.head(x, m, frame=frame)  # (B, C, H, W), (B, 2, h, w)
-        return logits, flow, state
+        return logits, flow, self._join_state(mem_state, frame)
+
+    # ------------------------------------------------------- block matching
+    def _split_state(self, state: Optional[State]) -> tuple[Optional[State], Optional[LayerState]]:
+        """(the memory layers' state, the block matching's (last frame, flag) or None)."""
+        if state is None or self.matching is None:
+            return state, None
+        return state[:-1], state[-1]
+
+    def _join_state(self, mem_state: State, last_frame: torch.Tensor) -> State:
+        if self.matching is None:
+            return mem_state
+        return [*mem_state, (last_frame, last_frame.new_ones(last_frame.shape[0], 1, 1, 1))]
+
+    def _memory_input(self, xs: torch.Tensor, clip: torch.Tensor, last: Optional[LayerState]) -> torch.Tensor:
+        """x_t (B, T, d, h, w), with ``config.block_matching`` beside it the motion observed
+        between each frame of ``clip`` (B, T, C, H, W) and its predecessor (matching.py); the
+        first frame's predecessor is ``last`` (from the state), else the frame itself."""
+        if self.matching is None:
+            return xs
+        b, t = clip.shape[:2]
+        first = clip[:, :1]
+        if last is not None:
+            frame, real = last
+            first = real[:, None] * frame[:, None] + (1 - real[:, None]) * first
+        prevs = torch.cat([first, clip[:, :-1]], 1)
+        seen = self.matching(prevs.flatten(0, 1), clip.flatten(0, 1)).unflatten(0, (b, t))
+        return torch.cat([xs, seen.to(xs.dtype)], 2)
 
     def forward(self, clip: torch.Tensor, state: Optional[State] = None, first_output: int = 0) -> StaeOutput:
         """Every step of a clip (B, T, C, H, W) at once; equal to calling :meth:`step` T times.
@@ -163,7 +196,9 @@ class SpatioTemporalAutoencoder(nn.Module):
         if self.config.recompute_steps and torch.is_grad_enabled():
             return self._run_checkpointed(clip, state, first_output)
         xs = self.encoder(clip.flatten(0, 1)).unflatten(0, (b, t))  # (B, T, d, h, w)
-        ms, state = self.memory.run(xs, state)  # (B, T, d_m, h, w)
+        mem_state, last = self._split_state(state)
+        ms, mem_state = self.memory.run(self._memory_input(xs, clip, last), mem_state)  # (B, T, d_m, h, w)
+        state = self._join_state(mem_state, clip[:, -1])
         n = t - first_output  # the head only where an output is wanted
         logits, flow = self.head(xs[:, first_output:].flatten(0, 1), ms[:, first_output:].flatten(0, 1),
                                  frame=clip[:, first_output:].flatten(0, 1))
@@ -179,7 +214,9 @@ class SpatioTemporalAutoencoder(nn.Module):
             return _checkpoint(fn, *args, use_reentrant=False)
 
         xs = torch.stack([ckpt(self.encoder, y) for y in clip.unbind(1)], 1)  # (B, T, d, h, w)
-        ms, state = self.memory.run(xs, state)  # checkpoints each step itself
+        mem_state, last = self._split_state(state)
+        ms, mem_state = self.memory.run(self._memory_input(xs, clip, last), mem_state)  # checkpoints each step itself
+        state = self._join_state(mem_state, clip[:, -1])
         heads = [ckpt(lambda x, m, y: self.head(x, m, frame=y), x, m, y)
                  for x, m, y in zip(xs.unbind(1)[first_output:], ms.unbind(1)[first_output:],
                                     clip.unbind(1)[first_output:])]

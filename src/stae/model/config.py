@@ -63,6 +63,13 @@ class ModelConfig:
     # sigmoid(a) * warp(Y_t) + (1 - sigmoid(a)) * Y_t (+ residual): the model can learn where
     # NOT to move (static regions, occlusions), keeping the last frame there.
     image_mask: bool = True
+    # block_matching: the memory also reads the motion observed between the last two input
+    # frames (matching.py: a parameter-free cost volume and its soft-argmin, three channels beside
+    # x_t; conv memory only). Off in the paper. matching_radius: the largest displacement tried,
+    # image pixels; matching_window: the box over which squared differences are summed (odd).
+    block_matching: bool = False
+    matching_radius: Annotated[int, Range(1, 8)] = 3
+    matching_window: Annotated[int, Range(1, 31)] = 9
     # Performance options (docs/performance.md); they change speed and memory, not the function.
     # fft_conv and subpixel_decoder are on by default: they measured faster on a CPU for every
     # workload benchmarked (training at batch 1 and 16, streaming at 64x64 and 256x256); switch
@@ -99,6 +106,13 @@ class ModelConfig:
         return self.in_channels * self.image_residual + int(self.image_mask)
 
     @property
+    def memory_input_channels(self) -> int:
+        """The memory's input channels: x_t's d, and the block matching's three when it is on."""
+        from stae.model.matching import BlockMatching
+
+        return self.feature_channels + (BlockMatching.out_channels if self.block_matching else 0)
+
+    @property
     def feature_channels(self) -> int:
         """d, the channel count of the encoder's feature maps x_t (Sec. 3.1)."""
         return self.encoder_channels[-1]
@@ -131,7 +145,9 @@ class ModelConfig:
         if self.head == "image" and self.output != "linear":
             raise ValueError("head='image' predicts pixel values, not logits: it needs output='linear', "
                              f"got output={self.output!r}")
-        for k in ("spatial_kernel", "memory_kernel", "flow_kernel"):
+        if self.block_matching and self.memory != "conv":
+            raise ValueError("block_matching needs memory='conv' (the matching is a map beside x_t)")
+        for k in ("spatial_kernel", "memory_kernel", "flow_kernel", "matching_window"):
             if getattr(self, k) % 2 != 1:
                 raise ValueError(f"{k} must be odd (same padding), got {getattr(self, k)}")
         return self

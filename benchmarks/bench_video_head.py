@@ -1,6 +1,7 @@
-"""Training speed of the image-space head (issue 13, ``model.head=image``) beside the paper's
-feature-space head: seconds per optimiser step (stae's ``train_step``: forward, eq. 5 loss on
-every prediction, backward, RMSprop) on random 64x64 grey clips, tau = 10, batch 4 (the
+"""Training speed of the image-space head (issue 13, ``model.head=image``), and of the shipped
+video-gray64's block matching on top of it, beside the paper's feature-space head: seconds per
+optimiser step (stae's ``train_step``: forward, eq. 5 loss on every prediction, backward,
+RMSprop) on random 64x64 grey clips, tau = 10, batch 4 (the
 video-gray64 config's batch), the vanilla preset with its default performance options.
 
     .venv/bin/python benchmarks/bench_video_head.py [--rounds 5] [--threads 1]
@@ -35,6 +36,8 @@ VARIANTS: list[tuple[str, dict]] = [
     ("image+residual", {"head": "image", "image_mask": False}),
     ("image+mask", {"head": "image", "image_residual": False}),
     ("image+mask+residual", {"head": "image"}),
+    # video-gray64's recipe 3: the memory also reads the observed motion (docs/model.md#block-matching-option)
+    ("image+mask+residual+block_matching", {"head": "image", "block_matching": True}),
 ]
 
 

@@ -17,8 +17,9 @@ pytestmark = pytest.mark.skipif("video-gray64" not in shipped_models(),
 def test_loads_by_name_with_its_config_and_summary():
     model = load_model("video-gray64")
     cfg = model.config
-    assert cfg.head == "image" and cfg.image_mask and cfg.image_residual and cfg.in_channels == 1
-    assert sum(p.numel() for p in model.parameters()) == 705_220  # vanilla + one D output channel
+    assert cfg.head == "image" and cfg.image_mask and cfg.image_residual and cfg.in_channels == 1 and cfg.block_matching
+    # vanilla + one D output channel + the memory's three block-matching inputs (3 x 4 gates x 45 x 7 x 7)
+    assert sum(p.numel() for p in model.parameters()) == 705_220 + 26_460
     assert metadata_json("video-gray64", "stae_training")["sequences_seen"] > 0
     assert "source: mix" in read_metadata("video-gray64")["stae_run_config"]
 

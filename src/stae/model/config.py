@@ -66,7 +66,7 @@ class ModelConfig:
     # block_matching: the memory also reads the motion observed between the last two input
     # frames (matching.py: a parameter-free cost volume and its soft-argmin, three channels beside
     # x_t; conv memory only). Off in the paper. matching_radius: the largest displacement tried,
-    # image pixels; matching_window: the box over which squared differences are summed (odd).
+    # image pixels; matching_window: the box over which squared differences are averaged (odd).
     block_matching: bool = False
     matching_radius: Annotated[int, Range(1, 8)] = 3
     matching_window: Annotated[int, Range(1, 31)] = 9

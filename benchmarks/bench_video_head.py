@@ -1,8 +1,8 @@
 """Training speed of the image-space head (issue 13, ``model.head=image``), and of the shipped
 video-gray64's block matching on top of it, beside the paper's feature-space head: seconds per
 optimiser step (stae's ``train_step``: forward, eq. 5 loss on every prediction, backward,
-RMSprop) on random 64x64 grey clips, tau = 10, batch 4 (the
-video-gray64 config's batch), the vanilla preset with its default performance options.
+RMSprop) on random 64x64 grey clips, tau = 10, batch 4 (the video-gray64 config's batch), the
+vanilla preset with its default performance options.
 
     .venv/bin/python benchmarks/bench_video_head.py [--rounds 5] [--threads 1]
 

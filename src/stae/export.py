@@ -82,8 +82,7 @@ def initial_state(model: SpatioTemporalAutoencoder, batch: int, height: int, wid
 
 def io_names(model: SpatioTemporalAutoencoder) -> tuple[list[str], list[str]]:
     n = len(model.memory.layers)
-    last = ["last_frame"] if model.matching is not None else []
-    flag = ["last_frame_real"] if model.matching is not None else []
+    last, flag = (["last_frame"], ["last_frame_real"]) if model.matching is not None else ([], [])
     states = [f"h{i}" for i in range(n)] + last + [f"c{i}" for i in range(n)] + flag
     return ["frame", *states], ["pred", "flow", *[f"{s}_out" for s in states]]
 

@@ -140,11 +140,21 @@ class SpatioTemporalAutoencoder(nn.Module):
         self.check_frame_shape(tuple(frame.shape))
         x = self.encoder(frame)  # (B, d, h, w)
         mem_state, last = self._split_state(state)
+        # one step through memory.forward: its streaming fast path (the tiled kernel spectra)
         m, mem_state = self.memory(self._memory_input(x[:, None], frame[:, None], last)[:, 0], mem_state)
         logits, flow = self.head(x, m, frame=frame)  # (B, C, H, W), (B, 2, h, w)
         return logits, flow, self._join_state(mem_state, frame)
 
-    # ------------------------------------------------------- block matching
+    # ------------------------------------------------------- the memory over time
+    def _run_memory(self, xs: torch.Tensor, clip: torch.Tensor, state: Optional[State]
+                    ) -> tuple[torch.Tensor, State]:
+        """The memory over features xs (B, T, d, h, w) of ``clip`` (B, T, C, H, W) from ``state``:
+        m (B, T, d_m, h, w) and the state after the last frame (with block matching, the memory
+        also reads the motion observed between consecutive frames, and the state keeps the last)."""
+        mem_state, last = self._split_state(state)
+        ms, mem_state = self.memory.run(self._memory_input(xs, clip, last), mem_state)
+        return ms, self._join_state(mem_state, clip[:, -1])
+
     def _split_state(self, state: Optional[State]) -> tuple[Optional[State], Optional[LayerState]]:
         """(the memory layers' state, the block matching's (last frame, flag) or None)."""
         if state is None or self.matching is None:
@@ -196,9 +206,7 @@ class SpatioTemporalAutoencoder(nn.Module):
         if self.config.recompute_steps and torch.is_grad_enabled():
             return self._run_checkpointed(clip, state, first_output)
         xs = self.encoder(clip.flatten(0, 1)).unflatten(0, (b, t))  # (B, T, d, h, w)
-        mem_state, last = self._split_state(state)
-        ms, mem_state = self.memory.run(self._memory_input(xs, clip, last), mem_state)  # (B, T, d_m, h, w)
-        state = self._join_state(mem_state, clip[:, -1])
+        ms, state = self._run_memory(xs, clip, state)  # (B, T, d_m, h, w)
         n = t - first_output  # the head only where an output is wanted
         logits, flow = self.head(xs[:, first_output:].flatten(0, 1), ms[:, first_output:].flatten(0, 1),
                                  frame=clip[:, first_output:].flatten(0, 1))
@@ -214,9 +222,7 @@ class SpatioTemporalAutoencoder(nn.Module):
             return _checkpoint(fn, *args, use_reentrant=False)
 
         xs = torch.stack([ckpt(self.encoder, y) for y in clip.unbind(1)], 1)  # (B, T, d, h, w)
-        mem_state, last = self._split_state(state)
-        ms, mem_state = self.memory.run(self._memory_input(xs, clip, last), mem_state)  # checkpoints each step itself
-        state = self._join_state(mem_state, clip[:, -1])
+        ms, state = self._run_memory(xs, clip, state)  # the memory checkpoints each step itself
         heads = [ckpt(lambda x, m, y: self.head(x, m, frame=y), x, m, y)
                  for x, m, y in zip(xs.unbind(1)[first_output:], ms.unbind(1)[first_output:],
                                     clip.unbind(1)[first_output:])]

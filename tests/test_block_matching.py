@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from stae.errors import StaeError
 from stae.export import initial_state, io_names, state_shapes
@@ -18,19 +19,36 @@ from stae.model.warp import warp
 from tests.helpers import tiny_config
 
 
+@pytest.mark.parametrize("refine", [0, 2])
 @pytest.mark.parametrize("dx,dy", [(1, 0), (0, -2), (2, 1), (-1, -1)])
-def test_integer_shift_is_recovered_in_the_warp_convention(dx, dy):
+def test_integer_shift_is_recovered_in_the_warp_convention(dx, dy, refine):
     g = torch.Generator().manual_seed(0)
     prev = torch.rand(2, 1, 32, 32, generator=g, dtype=torch.float64)
     cur = torch.roll(prev, shifts=(-dy, -dx), dims=(-2, -1))  # cur(p) = prev(p + d)
-    out = BlockMatching(radius=2, window=5, stride=1).double()(prev, cur)
-    inner = out[..., 6:-6, 6:-6]  # away from the wrap-around of the roll
+    out = BlockMatching(radius=2, window=5, stride=1, refine=refine).double()(prev, cur)
+    m = 6 + 6 * (refine > 0)  # away from the wrap-around of the roll (the refinement's boxes reach further)
+    inner = out[..., m:-m, m:-m]
     # a soft-argmin: exact up to the weight exp(-TEMPERATURE * cost) left on the other displacements
     torch.testing.assert_close(inner[:, 0], torch.full_like(inner[:, 0], dx), rtol=0, atol=5e-3)
     torch.testing.assert_close(inner[:, 1], torch.full_like(inner[:, 1], dy), rtol=0, atol=5e-3)
     assert float(inner[:, 2].min()) > 0.99
     # the same flow warps prev onto cur (the model's backward-flow convention)
-    torch.testing.assert_close(warp(prev, out[:, :2])[..., 6:-6, 6:-6], cur[..., 6:-6, 6:-6], rtol=0, atol=1e-2)
+    torch.testing.assert_close(warp(prev, out[:, :2])[..., m:-m, m:-m], cur[..., m:-m, m:-m], rtol=0, atol=1e-2)
+
+
+def test_refinement_recovers_a_sub_pixel_shift_the_soft_argmin_misses():
+    """A smooth frame moved by (0.4, -0.3) px: the soft-argmin of integer displacements is off by
+    about 0.1 px or more; two rounds of smoothing and Lucas-Kanade steps recover it to 0.02 px."""
+    g = torch.Generator().manual_seed(3)
+    prev = F.interpolate(torch.rand(2, 1, 12, 12, generator=g, dtype=torch.float64), size=(48, 48),
+                         mode="bicubic", align_corners=True)
+    shift = torch.tensor([0.4, -0.3], dtype=torch.float64).view(1, 2, 1, 1)
+    cur = warp(prev, shift.expand(2, 2, 48, 48), "border")  # cur(p) = prev(p + shift)
+    error = {}
+    for refine in (0, 2):
+        flow = BlockMatching(radius=2, window=7, stride=1, refine=refine).double()(prev, cur)[:, :2]
+        error[refine] = float((flow - shift)[..., 10:-10, 10:-10].norm(dim=1).mean())
+    assert error[0] > 0.1 and error[2] < 0.02, error
 
 
 def test_stride_gives_feature_grid_pixels_and_flat_frames_give_zero_flow():
@@ -95,3 +113,5 @@ def test_bad_options_are_one_line_errors():
         ModelConfig.from_dict({"block_matching": True, "matching_window": 4})
     with pytest.raises(StaeError, match="matching_radius"):
         ModelConfig.from_dict({"block_matching": True, "matching_radius": 0})
+    with pytest.raises(StaeError, match="matching_refine"):
+        ModelConfig.from_dict({"block_matching": True, "matching_refine": -1})

@@ -80,7 +80,7 @@ def test_gradients_reach_every_parameter(sub, c):
     assert all(torch.isfinite(p.grad).all() for p in model.parameters())
 
 
-MATCHING = dict(block_matching=True, matching_radius=1, matching_window=3)  # model.md#block-matching-option
+MATCHING = dict(block_matching=True, matching_radius=1, matching_window=3, matching_refine=1)  # model.md#block-matching-option
 
 
 @pytest.mark.parametrize("matching", [False, True], ids=["plain", "block_matching"])

@@ -47,7 +47,8 @@ class SpatioTemporalAutoencoder(nn.Module):
         # Each module takes its fast path (fft_conv, subpixel_decoder, recompute_steps: how it
         # computes, not what) in its constructor.
         self.encoder = SpatialEncoder(cfg.in_channels, cfg.encoder_channels, cfg.spatial_kernel)
-        self.matching = (BlockMatching(cfg.matching_radius, cfg.matching_window, cfg.stride)
+        self.matching = (BlockMatching(cfg.matching_radius, cfg.matching_window, cfg.stride,
+                                       cfg.matching_refine)
                          if cfg.block_matching else None)
         if cfg.memory == "conv":
             self.memory: nn.Module = ConvLSTMMemory(cfg.memory_input_channels, cfg.memory_channels, cfg.memory_kernel,

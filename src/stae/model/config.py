@@ -66,10 +66,12 @@ class ModelConfig:
     # block_matching: the memory also reads the motion observed between the last two input
     # frames (matching.py: a parameter-free cost volume and its soft-argmin, three channels beside
     # x_t; conv memory only). Off in the paper. matching_radius: the largest displacement tried,
-    # image pixels; matching_window: the box over which squared differences are averaged (odd).
+    # image pixels; matching_window: the box over which squared differences are averaged (odd);
+    # matching_refine: rounds of smoothing and Lucas-Kanade refinement of that flow (0: none).
     block_matching: bool = False
     matching_radius: Annotated[int, Range(1, 8)] = 3
     matching_window: Annotated[int, Range(1, 31)] = 9
+    matching_refine: Annotated[int, Range(0, 8)] = 0
     # Performance options (docs/performance.md); they change speed and memory, not the function.
     # fft_conv and subpixel_decoder are on by default: they measured faster on a CPU for every
     # workload benchmarked (training at batch 1 and 16, streaming at 64x64 and 256x256); switch

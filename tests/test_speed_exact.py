@@ -1,5 +1,5 @@
 """Issue 16's speed changes compute the same function (float64, values and gradients): the
-encoder's pool-before-tanh order, the separable kernel DFT of the FFT convolutions, the head run
+encoder's pool-before-tanh order and its pool without autograd, the separable kernel DFT of the FFT convolutions, the head run
 only for the outputs a loss looks at; and the fused-cell peer of the benchmarks checks itself
 (run as a script). Exactness only, no timing."""
 
@@ -16,7 +16,7 @@ from stae.losses import objective
 from stae.model import build_model
 from stae.model import fftconv
 from stae.model.config import DIRECT, FAST
-from stae.model.spatial import SpatialEncoder
+from stae.model.spatial import SpatialEncoder, max_pool_2x2
 from tests.helpers import tiny_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,6 +38,18 @@ def test_encoder_pool_then_tanh_equals_tanh_then_pool():
     g0 = torch.autograd.grad(ref, [y, *enc.parameters()], g)
     for a, b in zip(g1, g0):
         assert _rel(a, b) < 1e-12
+
+
+@pytest.mark.parametrize("h,w", [(16, 16), (15, 17), (2, 3)])
+def test_inference_max_pool_equals_max_pool2d(h, w):
+    """The encoder's pool without autograd (streaming), odd sizes floored as max_pool2d does."""
+    y = torch.randn(2, 3, h, w, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(max_pool_2x2(y), torch.nn.functional.max_pool2d(y, 2))
+    enc = SpatialEncoder(1, (4, 6), 7).double()
+    x = torch.randn(2, 1, 16, 16, dtype=torch.float64)
+    with torch.no_grad():
+        fast = enc(x)
+    assert torch.equal(fast, enc(x).detach())
 
 
 @pytest.mark.parametrize("k,offset", [(7, None), (15, None), (7, 0)])

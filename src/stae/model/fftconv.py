@@ -320,28 +320,34 @@ def tiled_kernel_spectrum(weight: torch.Tensor, tp: TilePlan) -> torch.Tensor:
 
 @shape_cache(maxsize=32)
 def _tile_dft(tp: TilePlan, device: torch.device, dtype: torch.dtype):
-    """Forward DFT of a haloed tile onto the half spectrum, (F, s^2) as real and imaginary
-    parts, and the inverse DFT from the half spectrum onto the tile's valid t x t outputs,
-    (t^2, F) real and imaginary parts with the Hermitian weights (1 for the DC and Nyquist
-    columns, 2 for the others) and the 1/n^2 normalisation."""
+    """The 1-D factors of the tiles' 2-D transforms (a 2-D DFT is a 1-D DFT along x, then one
+    along y; about 8x fewer multiply-adds than one (F, s^2) matrix for k = 7, tile 8):
+
+    * ``ex`` (2m, s) real: the forward DFT along x onto the half spectrum, real parts in the
+      first m rows and imaginary parts below; ``ey`` (n, s) complex: along y;
+    * ``gy`` (t, n) complex: the inverse along y at the tile's t valid rows; ``gx_re``,
+      ``gx_im`` (t, m) real: the inverse along x from the half spectrum (Hermitian weights 1
+      for the DC and Nyquist columns, 2 for the others) at the t valid columns, with 1/n^2."""
     n, t, m = tp.n, tp.tile, tp.n // 2 + 1
     s = t + 2 * (tp.k // 2)
-    u = torch.arange(n, dtype=torch.float64)
-    v = torch.arange(m, dtype=torch.float64)
-    ys = torch.arange(s, dtype=torch.float64)
-    # phase (u y + v x) mod n, exact in integers before scaling
-    fwd = torch.remainder(u.view(n, 1, 1, 1) * ys.view(1, 1, s, 1) + v.view(1, m, 1, 1) * ys.view(1, 1, 1, s), n)
-    fwd = (-2.0 * math.pi / n) * fwd.reshape(n * m, s * s)
-    yt = torch.arange(t, dtype=torch.float64)
-    inv = torch.remainder(yt.view(t, 1, 1, 1) * u.view(1, 1, n, 1) + yt.view(1, t, 1, 1) * v.view(1, 1, 1, m), n)
-    inv = (2.0 * math.pi / n) * inv.reshape(t * t, n * m)
+
+    def phase(rows: int, cols: int) -> torch.Tensor:  # 2 pi (r c mod n) / n, exact integers first
+        r = torch.arange(rows, dtype=torch.float64).view(-1, 1)
+        return (2.0 * math.pi / n) * torch.remainder(r * torch.arange(cols, dtype=torch.float64), n)
+
+    fx = phase(m, s)
+    ex = torch.cat([torch.cos(fx), -torch.sin(fx)])
+    ey = torch.polar(torch.ones(n, s, dtype=torch.float64), -phase(n, s))
+    gy = torch.polar(torch.ones(t, n, dtype=torch.float64), phase(n, t).T)
     wv = torch.full((m,), 2.0, dtype=torch.float64)
     wv[0] = 1.0
     if n % 2 == 0:
         wv[-1] = 1.0
-    wgt = wv.repeat(n) / (n * n)
-    return tuple(a.to(device=device, dtype=dtype).contiguous() for a in
-                (torch.cos(fwd), torch.sin(fwd), torch.cos(inv) * wgt, torch.sin(inv) * wgt))
+    gx = phase(m, t).T
+    cdt = _complex_dtype(dtype)
+    return (ex.to(device=device, dtype=dtype), ey.to(device=device, dtype=cdt), gy.to(device=device, dtype=cdt),
+            (torch.cos(gx) * wv / (n * n)).to(device=device, dtype=dtype),
+            (torch.sin(gx) * wv / (n * n)).to(device=device, dtype=dtype))
 
 
 def tiled_conv2d(x: torch.Tensor, k_spec: torch.Tensor, tp: TilePlan, bias: Optional[torch.Tensor] = None
@@ -350,24 +356,27 @@ def tiled_conv2d(x: torch.Tensor, k_spec: torch.Tensor, tp: TilePlan, bias: Opti
     ``k_spec = tiled_kernel_spectrum(weight, tp)``. x (N, C_in, h, w) -> (N, C_out, h, w);
     any h, w (the last tiles are zero-padded).
 
-    The tiles are small, so their transforms are plain DFT matrix products (no FFT calls):
+    The tiles are small, so their transforms are separable DFT matrix products (no FFT calls):
     forward onto the half spectrum, per-frequency channel mixing, and an inverse evaluated
     only at each tile's t x t valid outputs -- all matmuls, no transposes of the spectra.
     """
     n_b, c_in, h, w = x.shape
-    t, p = tp.tile, tp.k // 2
+    t, p, n, m = tp.tile, tp.k // 2, tp.n, tp.n // 2 + 1
     ty, tx = -(-h // t), -(-w // t)
     rdt = _real_dtype(x.dtype)
-    fr, fi, gr, gi = _tile_dft(tp, x.device, rdt)
+    ex, ey, gy, gx_re, gx_im = _tile_dft(tp, x.device, rdt)
     with torch.autocast(x.device.type, enabled=False):
         xp = F.pad(x.to(rdt), (p, p + tx * t - w, p, p + ty * t - h))
         tiles = xp.unfold(2, t + 2 * p, t).unfold(3, t + 2 * p, t)  # (N, C, ty, tx, s, s)
-        tiles = tiles.permute(4, 5, 0, 2, 3, 1).reshape(fr.shape[1], n_b * ty * tx * c_in)  # (s^2, N ty tx C)
-        spec = torch.complex(fr @ tiles, fi @ tiles).view(fr.shape[0], n_b * ty * tx, c_in)  # (F, N ty tx, C)
+        s = tiles.shape[-1]
+        tiles = tiles.permute(4, 5, 0, 2, 3, 1).reshape(s, s, n_b * ty * tx * c_in)  # (s_y, s_x, N ty tx C)
+        a = torch.matmul(ex, tiles)  # along x: (s_y, 2m, N ty tx C), real parts then imaginary
+        a = torch.complex(a[:, :m], a[:, m:]).reshape(s, -1)
+        spec = (ey @ a).view(n * m, n_b * ty * tx, c_in)  # along y: (F, N ty tx, C)
         y = spectral_mix(spec, k_spec)  # (F, N ty tx, C_out)
         c_out = y.shape[-1]
-        y = y.view(fr.shape[0], -1)
-        out = gr @ y.real - gi @ y.imag  # (t^2, N ty tx C_out): Re(G y)
+        z = (gy @ y.view(n, -1)).view(t, m, -1)  # inverse along y, valid rows: (t, m, N ty tx C_out)
+        out = torch.matmul(gx_re, z.real) - torch.matmul(gx_im, z.imag)  # along x, Re: (t, t, N ty tx C_out)
         out = out.view(t, t, n_b, ty, tx, c_out).permute(2, 5, 3, 0, 4, 1).reshape(n_b, c_out, ty * t, tx * t)
         out = out[:, :, :h, :w]
         if bias is not None:

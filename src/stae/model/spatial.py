@@ -31,8 +31,18 @@ class SpatialEncoder(nn.Module):
         # backward on a quarter of the pixels and no full-resolution tanh output stored.
         blocks = list(self.net)
         for conv, tanh, pool in zip(blocks[0::3], blocks[1::3], blocks[2::3]):
-            y = tanh(pool(conv(y)))
+            y = conv(y)
+            y = tanh(pool(y) if torch.is_grad_enabled() and y.requires_grad else max_pool_2x2(y))
         return y
+
+
+def max_pool_2x2(y: torch.Tensor) -> torch.Tensor:
+    """``F.max_pool2d(y, 2)`` as the maximum of the four strided quarters: the same values,
+    about 10x faster on a CPU for NCHW maps (measured at batch 1 and 160), but its backward is
+    slower than max_pool2d's, so the encoder uses it only where no gradient is taken."""
+    h, w = y.shape[-2] // 2 * 2, y.shape[-1] // 2 * 2
+    return torch.maximum(torch.maximum(y[..., 0:h:2, 0:w:2], y[..., 0:h:2, 1:w:2]),
+                         torch.maximum(y[..., 1:h:2, 0:w:2], y[..., 1:h:2, 1:w:2]))
 
 
 class SpatialDecoder(nn.Module):

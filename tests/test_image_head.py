@@ -83,10 +83,13 @@ def test_gradients_reach_every_parameter(sub, c):
 MATCHING = dict(block_matching=True, matching_radius=1, matching_window=3, matching_refine=1)  # model.md#block-matching-option
 
 
-@pytest.mark.parametrize("matching", [False, True], ids=["plain", "block_matching"])
+SKIP = dict(MATCHING, matching_skip=True)  # model.md#block-matching-option
+
+
+@pytest.mark.parametrize("matching", [{}, MATCHING, SKIP], ids=["plain", "block_matching", "matching_skip"])
 @pytest.mark.parametrize("recompute", [False, True])
 def test_step_and_recompute_equal_forward(recompute, matching):
-    model = _image_model(1, torch.float64, recompute_steps=recompute, **(MATCHING if matching else {})).eval()
+    model = _image_model(1, torch.float64, recompute_steps=recompute, **matching).eval()
     clip = torch.rand(1, 4, 1, 16, 16, dtype=torch.float64)
     with torch.enable_grad():
         out = model(clip)

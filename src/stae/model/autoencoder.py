@@ -115,7 +115,7 @@ class SpatioTemporalAutoencoder(nn.Module):
         if (m is None) == (flow is None):
             raise ValueError("head: give the memory output m or a flow, not both")
         if flow is None:
-            flow = self.flow(m)
+            flow = self.predict_flow(m)
         cfg = self.config
         decoded = self.decoder(warp(x, flow, cfg.warp_padding)) if self.decoder is not None else None
         if cfg.head == "features":
@@ -124,6 +124,22 @@ class SpatioTemporalAutoencoder(nn.Module):
             raise StaeError("head: config.head='image' warps the input frame; pass frame=Y_t")
         return image_prediction(frame, flow, decoded, cfg.stride, cfg.image_residual, cfg.image_mask,
                                 cfg.warp_padding), flow
+
+    def predict_flow(self, m: torch.Tensor) -> torch.Tensor:
+        """Theta: the memory output m_t (N, d_m, h, w) -> the flow T_t (N, 2, h, w). With
+        ``config.matching_skip`` m_t carries the observed flow in its last two channels (added by
+        :meth:`_with_seen`) and Theta's output is a correction to it."""
+        if not self.config.matching_skip:
+            return self.flow(m)
+        return self.flow(m[:, :-2]) + m[:, -2:]
+
+    def _with_seen(self, m: torch.Tensor, inp: torch.Tensor, dim: int) -> torch.Tensor:
+        """m_t with ``config.matching_skip``: the observed flow (channels d, d+1 of the memory
+        input ``inp``, feature-grid pixels) appended along ``dim``, for :meth:`predict_flow`."""
+        if not self.config.matching_skip:
+            return m
+        d = self.config.feature_channels
+        return torch.cat([m, inp.narrow(dim, d, 2).to(m.dtype)], dim)
 
     # ---------------------------------------------------------------- running
     def step(self, frame: torch.Tensor, state: Optional[State] = None
@@ -142,7 +158,9 @@ class SpatioTemporalAutoencoder(nn.Module):
         x = self.encoder(frame)  # (B, d, h, w)
         mem_state, last = self._split_state(state)
         # one step through memory.forward: its streaming fast path (the tiled kernel spectra)
-        m, mem_state = self.memory(self._memory_input(x[:, None], frame[:, None], last)[:, 0], mem_state)
+        inp = self._memory_input(x[:, None], frame[:, None], last)[:, 0]
+        m, mem_state = self.memory(inp, mem_state)
+        m = self._with_seen(m, inp, 1)
         logits, flow = self.head(x, m, frame=frame)  # (B, C, H, W), (B, 2, h, w)
         return logits, flow, self._join_state(mem_state, frame)
 
@@ -151,10 +169,12 @@ class SpatioTemporalAutoencoder(nn.Module):
                     ) -> tuple[torch.Tensor, State]:
         """The memory over features xs (B, T, d, h, w) of ``clip`` (B, T, C, H, W) from ``state``:
         m (B, T, d_m, h, w) and the state after the last frame (with block matching, the memory
-        also reads the motion observed between consecutive frames, and the state keeps the last)."""
+        also reads the motion observed between consecutive frames, and the state keeps the last;
+        with ``matching_skip``, m also carries that motion: :meth:`predict_flow`)."""
         mem_state, last = self._split_state(state)
-        ms, mem_state = self.memory.run(self._memory_input(xs, clip, last), mem_state)
-        return ms, self._join_state(mem_state, clip[:, -1])
+        inp = self._memory_input(xs, clip, last)
+        ms, mem_state = self.memory.run(inp, mem_state)
+        return self._with_seen(ms, inp, 2), self._join_state(mem_state, clip[:, -1])
 
     def _split_state(self, state: Optional[State]) -> tuple[Optional[State], Optional[LayerState]]:
         """(the memory layers' state, the block matching's (last frame, flag) or None)."""

@@ -67,11 +67,14 @@ class ModelConfig:
     # frames (matching.py: a parameter-free cost volume and its soft-argmin, three channels beside
     # x_t; conv memory only). Off in the paper. matching_radius: the largest displacement tried,
     # image pixels; matching_window: the box over which squared differences are averaged (odd);
-    # matching_refine: rounds of smoothing and Lucas-Kanade refinement of that flow (0: none).
+    # matching_refine: rounds of smoothing and Lucas-Kanade refinement of that flow (0: none);
+    # matching_skip: Theta's output is added to that observed flow (a correction to the
+    # constant-velocity guess) instead of being the flow itself.
     block_matching: bool = False
     matching_radius: Annotated[int, Range(1, 8)] = 3
     matching_window: Annotated[int, Range(1, 31)] = 9
     matching_refine: Annotated[int, Range(0, 8)] = 0
+    matching_skip: bool = False
     # Performance options (docs/performance.md); they change speed and memory, not the function.
     # fft_conv and subpixel_decoder are on by default: they measured faster on a CPU for every
     # workload benchmarked (training at batch 1 and 16, streaming at 64x64 and 256x256); switch
@@ -149,6 +152,8 @@ class ModelConfig:
                              f"got output={self.output!r}")
         if self.block_matching and self.memory != "conv":
             raise ValueError("block_matching needs memory='conv' (the matching is a map beside x_t)")
+        if self.matching_skip and not self.block_matching:
+            raise ValueError("matching_skip adds Theta's flow to the observed flow: it needs block_matching=true")
         for k in ("spatial_kernel", "memory_kernel", "flow_kernel", "matching_window"):
             if getattr(self, k) % 2 != 1:
                 raise ValueError(f"{k} must be odd (same padding), got {getattr(self, k)}")

@@ -101,7 +101,7 @@ def test_with_the_skip_a_new_model_predicts_the_observed_flow():
     torch.manual_seed(0)
     model = build_model(None, head="image", block_matching=True, matching_refine=2, matching_skip=True).eval()
     g = torch.Generator().manual_seed(4)
-    prev = torch.nn.functional.interpolate(torch.rand(1, 1, 8, 8, generator=g), size=(32, 32), mode="bicubic")
+    prev = F.interpolate(torch.rand(1, 1, 8, 8, generator=g), size=(32, 32), mode="bicubic")
     cur = torch.roll(prev, shifts=(0, -1), dims=(-2, -1))
     with torch.no_grad():
         _, _, state = model.step(prev, None)

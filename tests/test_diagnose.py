@@ -59,6 +59,14 @@ def test_a_colour_model_is_refused_naming_the_channels():
         diagnose(build_model(tiny_config(in_channels=3)), sequences=1)
 
 
+@pytest.mark.parametrize("options", [{"head": "image", "output": "linear"},
+                                     {"head": "image", "output": "linear", "block_matching": True}],
+                         ids=["image_head", "block_matching"])
+def test_models_beyond_the_papers_head_are_refused_in_one_line(options):
+    with pytest.raises(StaeError, match="head='image'.*the sampler diagnosis decodes warped features"):
+        diagnose(build_model(tiny_config(**options)), sequences=1)
+
+
 def test_cli_prints_and_writes_json(tmp_path, capsys):
     ckpt = save_model(tmp_path / "m.safetensors", build_model(tiny_config(output="sigmoid")))
     out = tmp_path / "d.json"

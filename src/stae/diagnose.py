@@ -68,6 +68,11 @@ def _check(model, sequences: int, context: int, batch_size: int) -> None:
     if batch_size < 1:
         raise StaeError(f"batch_size must be >= 1, got {batch_size}")
     model.check_frame_shape((1, SIZE, SIZE), what="a Moving MNIST frame")
+    cfg = model.config
+    if cfg.head != "features" or cfg.block_matching:
+        raise StaeError(f"this model has head={cfg.head!r}" + (" and block matching" if cfg.block_matching else "")
+                        + ": the sampler diagnosis decodes warped features of the paper's head "
+                        "(head='features', no block_matching)")
 
 
 def _run_batch(model, items: list[dict[str, torch.Tensor]], context: int) -> dict[str, torch.Tensor]:

@@ -330,24 +330,20 @@ def _tile_dft(tp: TilePlan, device: torch.device, dtype: torch.dtype):
       for the DC and Nyquist columns, 2 for the others) at the t valid columns, with 1/n^2."""
     n, t, m = tp.n, tp.tile, tp.n // 2 + 1
     s = t + 2 * (tp.k // 2)
-
-    def phase(rows: int, cols: int) -> torch.Tensor:  # 2 pi (r c mod n) / n, exact integers first
-        r = torch.arange(rows, dtype=torch.float64).view(-1, 1)
-        return (2.0 * math.pi / n) * torch.remainder(r * torch.arange(cols, dtype=torch.float64), n)
-
-    fx = phase(m, s)
-    ex = torch.cat([torch.cos(fx), -torch.sin(fx)])
-    ey = torch.polar(torch.ones(n, s, dtype=torch.float64), -phase(n, s))
-    gy = torch.polar(torch.ones(t, n, dtype=torch.float64), phase(n, t).T)
+    c128 = torch.complex128
+    # _dft_matrix(n, cols, rows, offset=0)[r, c] = exp(+2 pi i r c / n): conjugated for the forward DFT
+    fx = _dft_matrix(n, s, m, torch.device("cpu"), c128, 0).conj().resolve_conj()  # (m, s)
+    ey = _dft_matrix(n, s, n, torch.device("cpu"), c128, 0).conj().resolve_conj()  # (n, s)
+    gy = _dft_matrix(n, n, t, torch.device("cpu"), c128, 0)  # (t, n)
     wv = torch.full((m,), 2.0, dtype=torch.float64)
     wv[0] = 1.0
     if n % 2 == 0:
         wv[-1] = 1.0
-    gx = phase(m, t).T
+    gx = _dft_matrix(n, m, t, torch.device("cpu"), c128, 0) * (wv / (n * n))  # (t, m)
     cdt = _complex_dtype(dtype)
-    return (ex.to(device=device, dtype=dtype), ey.to(device=device, dtype=cdt), gy.to(device=device, dtype=cdt),
-            (torch.cos(gx) * wv / (n * n)).to(device=device, dtype=dtype),
-            (torch.sin(gx) * wv / (n * n)).to(device=device, dtype=dtype))
+    return (torch.cat([fx.real, fx.imag]).to(device=device, dtype=dtype), ey.to(device=device, dtype=cdt),
+            gy.to(device=device, dtype=cdt), gx.real.to(device=device, dtype=dtype).contiguous(),
+            gx.imag.to(device=device, dtype=dtype).contiguous())
 
 
 def tiled_conv2d(x: torch.Tensor, k_spec: torch.Tensor, tp: TilePlan, bias: Optional[torch.Tensor] = None

@@ -61,10 +61,19 @@ def test_a_colour_model_is_refused_naming_the_channels():
 
 @pytest.mark.parametrize("options", [{"head": "image", "output": "linear"},
                                      {"head": "image", "output": "linear", "block_matching": True}],
-                         ids=["image_head", "block_matching"])
-def test_models_beyond_the_papers_head_are_refused_in_one_line(options):
+                         ids=["image_head", "image_head_block_matching"])
+def test_the_image_head_is_refused_in_one_line(options):
     with pytest.raises(StaeError, match="head='image'.*the sampler diagnosis decodes warped features"):
         diagnose(build_model(tiny_config(**options)), sequences=1)
+
+
+def test_a_block_matching_model_is_diagnosed_through_its_own_memory_path():
+    """The feature head with block matching: the memory reads the observed motion, so the
+    diagnosis must run the model's path, not the memory alone (which would fail on its channels)."""
+    torch.manual_seed(0)
+    report = diagnose(build_model(tiny_config(block_matching=True, matching_radius=1, matching_window=3)),
+                      sequences=2, context=5, binary=False, batch_size=2)
+    assert report["sequences"] == 2 and report["l2"] == report["l2_zero_flow"]  # identity flow at initialisation
 
 
 def test_cli_prints_and_writes_json(tmp_path, capsys):

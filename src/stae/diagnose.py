@@ -68,11 +68,9 @@ def _check(model, sequences: int, context: int, batch_size: int) -> None:
     if batch_size < 1:
         raise StaeError(f"batch_size must be >= 1, got {batch_size}")
     model.check_frame_shape((1, SIZE, SIZE), what="a Moving MNIST frame")
-    cfg = model.config
-    if cfg.head != "features" or cfg.block_matching:
-        raise StaeError(f"this model has head={cfg.head!r}" + (" and block matching" if cfg.block_matching else "")
-                        + ": the sampler diagnosis decodes warped features of the paper's head "
-                        "(head='features', no block_matching)")
+    if model.config.head != "features":
+        raise StaeError(f"this model has head={model.config.head!r}: the sampler diagnosis decodes warped "
+                        "features of the paper's head (head='features')")
 
 
 def _run_batch(model, items: list[dict[str, torch.Tensor]], context: int) -> dict[str, torch.Tensor]:
@@ -85,9 +83,8 @@ def _run_batch(model, items: list[dict[str, torch.Tensor]], context: int) -> dic
     truth = torch.stack([it["flow"][context - 1] for it in items])  # backward flow living on frame `context`
     digit = torch.stack([it["masks"][context].any(0) for it in items])
     with torch.no_grad():
-        feats = model.encoder(clip[:, :context].flatten(0, 1)).unflatten(0, (len(items), context))
-        ms, _ = model.memory.run(feats)
-        x, flow = feats[:, -1], model.flow(ms[:, -1])  # x_tau-1 and T_tau-1, as in the model's last step
+        # x_tau-1 and T_tau-1 of the model's own last step (its memory path: block matching, skip)
+        x, flow = model.encoder(clip[:, context - 1]), model(clip[:, :context], first_output=context - 1).flows[:, -1]
         h, w = flow.shape[-2:]
         gy, gx = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
         px, py = gx + flow[:, 0], gy + flow[:, 1]

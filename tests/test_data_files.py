@@ -83,6 +83,12 @@ def test_refuses_to_overwrite(tmp_path):
     assert fl.load_clip_file(p).shape[0] == 2
     with pytest.raises(StaeError, match="must end in .npz"):
         fl.save_moving_mnist(tmp_path / "x.npy", 2)
+    with pytest.raises(StaeError, match="nowhere: output directory does not exist"):
+        fl.save_moving_mnist(tmp_path / "nowhere" / "x.npz", 2)
+    with pytest.raises(StaeError, match="dir.npz: is a directory"):
+        (tmp_path / "dir.npz").mkdir()
+        fl.save_moving_mnist(tmp_path / "dir.npz", 2, force=True)
+    (tmp_path / "dir.npz").rmdir()
     # A failing generation (bad option) leaves nothing behind.
     with pytest.raises(StaeError):
         fl.save_moving_mnist(tmp_path / "y.npz", 2, size=10)

@@ -311,6 +311,18 @@ class _NpzWriter:
         self.zf.fp = None
 
 
+def check_npz_out(path: Path, force: bool) -> None:
+    """One clear error unless ``path`` is a writable new .npz output (or ``force`` overwrites it)."""
+    if path.suffix.lower() != ".npz":
+        raise StaeError(f"{path}: output must end in .npz")
+    if path.is_dir():
+        raise StaeError(f"{path}: is a directory")
+    if path.exists() and not force:
+        raise StaeError(f"{path}: already exists (use --force / force=True to overwrite)")
+    if not path.parent.exists():
+        raise StaeError(f"{path.parent}: output directory does not exist")
+
+
 def save_moving_mnist(path: str | os.PathLike, num_sequences: int | None = None, seed: int | None = None,
                       split: str = "train", truth: bool = False, force: bool = False, compress: bool = False,
                       digit_source: str | os.PathLike | None = None, chunk: int = 500,
@@ -326,12 +338,7 @@ def save_moving_mnist(path: str | os.PathLike, num_sequences: int | None = None,
     from stae.data.digits import load_digits
 
     path = Path(path)
-    if path.suffix.lower() != ".npz":
-        raise StaeError(f"{path}: output must end in .npz")
-    if path.exists() and not force:
-        raise StaeError(f"{path}: already exists (use --force / force=True to overwrite)")
-    if path.is_dir():
-        raise StaeError(f"{path}: is a directory")
+    check_npz_out(path, force)
     if split not in mm.DEFAULT_SIZES:
         raise StaeError(f"split must be one of {sorted(mm.DEFAULT_SIZES)}, got {split!r}")
     n = mm.DEFAULT_SIZES[split] if num_sequences is None else int(num_sequences)

@@ -30,22 +30,11 @@ import numpy as np
 import torch
 
 from stae.data import textures as tx
-from stae.data.files import ClipFileDataset, write_sequences
+from stae.data.files import ClipFileDataset, check_npz_out, write_sequences
 from stae.errors import StaeError
 
 FORMAT_NAME = "stae-textures"
 FORMAT_VERSION = 1
-
-
-def _check_out(path: Path, force: bool) -> None:
-    if path.suffix.lower() != ".npz":
-        raise StaeError(f"{path}: output must end in .npz")
-    if path.is_dir():
-        raise StaeError(f"{path}: is a directory")
-    if path.exists() and not force:
-        raise StaeError(f"{path}: already exists (use --force / force=True to overwrite)")
-    if not path.parent.exists():
-        raise StaeError(f"{path.parent}: output directory does not exist")
 
 
 def save_textures(path: str | os.PathLike, num_sequences: int | None = None, seed: int | None = None,
@@ -58,7 +47,7 @@ def save_textures(path: str | os.PathLike, num_sequences: int | None = None, see
     :func:`~stae.data.textures.generate`. Refuses to overwrite unless ``force``.
     """
     path = Path(path)
-    _check_out(path, force)
+    check_npz_out(path, force)
     if split not in tx.SPLITS:
         raise StaeError(f"split must be one of {sorted(tx.SPLITS)}, got {split!r}")
     n = tx.DEFAULT_SIZES[split] if num_sequences is None else int(num_sequences)

@@ -105,7 +105,8 @@ def test_spatial_major_layout_matches():
 
 
 @pytest.mark.parametrize("n,cin,cout,k,h,w,tile", [(1, 9, 12, 7, 32, 32, 8), (2, 3, 4, 7, 13, 9, 8),
-                                                   (1, 5, 2, 15, 20, 20, 8), (1, 3, 2, 3, 5, 5, 4)])
+                                                   (1, 5, 2, 15, 20, 20, 8), (1, 3, 2, 3, 5, 5, 4),
+                                                   (1, 4, 3, 7, 20, 20, 9)])  # n = 14, 14, 22, 6, 15
 def test_tiled_conv2d_matches_direct(n, cin, cout, k, h, w, tile):
     g = torch.Generator().manual_seed(h + k)
     x = torch.randn(n, cin, h, w, generator=g, dtype=torch.float64)
@@ -114,7 +115,7 @@ def test_tiled_conv2d_matches_direct(n, cin, cout, k, h, w, tile):
     tp = fftconv.tile_plan(k, tile)
     out = fftconv.tiled_conv2d(x, fftconv.tiled_kernel_spectrum(wt, tp), tp, b)
     assert _rel(out, F.conv2d(x, wt, b, padding=k // 2)) < 1e-10
-    assert fftconv.tile_plan(7).n == 15  # 8 + 7 - 1 = 14 -> 15
+    assert tp.n == tile + k - 1  # DFT matrices: any size, even or odd
 
 
 def test_plan_sizes_and_contiguous_spectrum():

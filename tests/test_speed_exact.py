@@ -14,7 +14,7 @@ import torch
 
 from stae.losses import objective
 from stae.model import build_model
-from stae.model import fftconv
+from stae.model import fftconv, pointwise
 from stae.model.config import DIRECT, FAST
 from stae.model.spatial import SpatialEncoder, max_pool_2x2
 from tests.helpers import tiny_config
@@ -50,6 +50,17 @@ def test_inference_max_pool_equals_max_pool2d(h, w):
     with torch.no_grad():
         fast = enc(x)
     assert torch.equal(fast, enc(x).detach())
+
+
+@pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-15), (torch.float32, 3e-7)])
+def test_pointwise_tanh_equals_torch_tanh(dtype, tol):
+    x = torch.cat([torch.linspace(-30, 30, 20001, dtype=dtype), torch.tensor([0.0, -0.0, 1e-30], dtype=dtype)])
+    y = pointwise.tanh(x)
+    assert float((y - torch.tanh(x)).abs().max()) < tol
+    assert float(y.abs().max()) <= 1 and torch.equal(y[x > 20], torch.ones_like(y[x > 20]))
+    xg = x.double().requires_grad_()
+    (g,) = torch.autograd.grad(pointwise.tanh(xg).sum(), xg)
+    assert float((g - (1 - torch.tanh(xg.detach()) ** 2)).abs().max()) < 1e-15
 
 
 @pytest.mark.parametrize("k,offset", [(7, None), (15, None), (7, 0)])

@@ -27,7 +27,7 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint as _checkpoint
 
-from stae.model import fftconv
+from stae.model import fftconv, pointwise
 from stae.model.cache import WeightCache
 
 # A layer's state: (h, c). The stack's state: one per layer.
@@ -116,8 +116,8 @@ class ConvLSTMCell(nn.Module):
         h_prev, c_prev = self.zero_state(x) if state is None else state
         gates = fftconv.tiled_conv2d(torch.cat((x, h_prev.to(x.dtype)), dim=1), k_spec, tp, self.conv.bias)
         i, f, g, o = gates.chunk(4, dim=1)
-        c = torch.sigmoid(f) * c_prev.to(gates.dtype) + torch.sigmoid(i) * torch.tanh(g)
-        h = torch.sigmoid(o) * torch.tanh(c)
+        c = torch.sigmoid(f) * c_prev.to(gates.dtype) + torch.sigmoid(i) * pointwise.tanh(g)
+        h = torch.sigmoid(o) * pointwise.tanh(c)
         return h, c
 
 

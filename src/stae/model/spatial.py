@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from stae.model import pointwise
 from stae.model.subpixel import upsample_conv2d
 
 
@@ -28,11 +29,12 @@ class SpatialEncoder(nn.Module):
     def forward(self, y: torch.Tensor) -> torch.Tensor:
         # Per block conv -> max-pool -> tanh: the same values as conv -> tanh -> max-pool (tanh
         # is increasing, so the max of the tanh is the tanh of the max), with tanh and its
-        # backward on a quarter of the pixels and no full-resolution tanh output stored.
+        # backward on a quarter of the pixels and no full-resolution tanh output stored. The
+        # tanh is pointwise.tanh's faster form (the nn.Tanh modules keep the layer indices).
         blocks = list(self.net)
-        for conv, tanh, pool in zip(blocks[0::3], blocks[1::3], blocks[2::3]):
+        for conv, pool in zip(blocks[0::3], blocks[2::3]):
             y = conv(y)
-            y = tanh(pool(y) if torch.is_grad_enabled() and y.requires_grad else max_pool_2x2(y))
+            y = pointwise.tanh(pool(y) if torch.is_grad_enabled() and y.requires_grad else max_pool_2x2(y))
         return y
 
 

@@ -11,6 +11,11 @@ gets to it.
   gradient) divided by the whole module's time (gates and nonlinearities included), so a
   ratio above 1 means the module needs less time than the machine's peak direct
   convolution would for its convolutions alone.
+* Matrix products: a 1024^3 fp32 GEMM through torch's BLAS (``torch.mm``: MKL in the x86
+  wheels) and through oneDNN (``mkldnn_linear``), and the complex ``bmm`` of the streaming
+  memory's per-frequency channel mixing (112 frequencies of (16 x 77) @ (77 x 180)); GFLOP/s
+  counts 2 real flops per real multiply-add (8 per complex one). On CPUs where MKL does not
+  use its widest kernels (AMD) the two libraries differ by 2x or more.
 
     .venv/bin/python benchmarks/bench_conv.py [--repeats 5] [--out FILE]
 """
@@ -55,6 +60,25 @@ def peak(repeats: int) -> list[dict]:
     return rows
 
 
+def matmuls(repeats: int) -> list[dict]:
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.rand(1024, 1024, generator=g), torch.rand(1024, 1024, generator=g)
+    xs = torch.randn(112, 16, 77, dtype=torch.complex64, generator=g)
+    ws = torch.randn(112, 77, 180, dtype=torch.complex64, generator=g)
+    cases = [("GEMM 1024^3", "BLAS (torch.mm)", lambda: a @ b, 2 * 1024 ** 3),
+             ("spectral mixing 112 x (16,77) @ (77,180)", "complex bmm", lambda: torch.bmm(xs, ws), 8 * 112 * 16 * 77 * 180)]
+    if torch.backends.mkldnn.is_available():
+        am, bm = a.to_mkldnn(), b.t().contiguous().to_mkldnn()
+        cases.insert(1, ("GEMM 1024^3", "oneDNN (mkldnn_linear)", lambda: torch._C._nn.mkldnn_linear(am, bm, None), 2 * 1024 ** 3))
+    rows = []
+    with torch.inference_mode():
+        for what, path, fn, flops in cases:
+            t = pc.summary(pc.timed(fn, repeats, warmup=2))
+            rows.append({"what": what, "dtype": "float32", "layout": path, "time_ms": 1e3 * t["median_s"],
+                         "gflops": flops / t["median_s"] / 1e9})
+    return rows
+
+
 def memory_module(repeats: int, tau: int = 10) -> list[dict]:
     s = SHAPE
     flops_fwd = conv_flops(s["batch"], s["c_in"], s["c_out"], s["k"], s["h"], s["w"]) * tau
@@ -89,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     m = pc.machine()
     peaks = peak(args.repeats)
     best = max(peaks, key=lambda r: r["gflops"])
-    mems = memory_module(max(2, args.repeats // 2))
+    mems = memory_module(max(2, args.repeats // 2)) + matmuls(args.repeats)
     for r in peaks + mems:
         r["x_peak"] = r["gflops"] / best["gflops"]
     res = {"benchmark": "conv", "shape": SHAPE, "peak_gflops": best["gflops"],

@@ -124,7 +124,8 @@ def summarise() -> tuple[list[dict], dict]:
         for r in conv["rows"]:
             is_mem = r["what"].startswith("ConvLSTM")
             target = ">= 0.6x peak" if is_mem and r["layout"] == "fft_conv" else ""
-            add(f"{r['what']}, {r['dtype']}, {r['layout']}", r["gflops"], "GFLOP/s (direct-equiv.)", r["x_peak"],
+            unit = "GFLOP/s (direct-equiv.)" if r["what"].startswith(("F.conv2d", "ConvLSTM")) else "GFLOP/s"
+            add(f"{r['what']}, {r['dtype']}, {r['layout']}", r["gflops"], unit, r["x_peak"],
                 "machine conv peak", target, r["x_peak"] >= 0.6 if target else None)
     if stream:
         best64 = max((r for r in stream["rows"] if r["size"] == "64x64" and r["variant"] not in ("reference", "peer")),

@@ -29,6 +29,12 @@ def test_committed_readme_table_is_what_the_committed_json_renders():
     readme = (ROOT / "README.md").read_text()
     assert all(mark in readme for mark in README_MARKS)
     assert update_readme(readme, RESULTS, runs_of(RESULTS)) == readme
+    table = readme_table(RESULTS, runs_of(RESULTS))  # the shipped models beyond the paper have their rows
+    rv, ro = (json.loads((RESULTS / f"{s}.json").read_text()) for s in ("realvideo", "rollout"))
+    q = rv["clips"]["bikes.mp4"]["mse_vs_copy"]["model"]
+    assert f"video-gray64: next-frame MSE / copy-last's, bikes.mp4 | **{q:.3g}x**" in table
+    mt = ro["metrics"]
+    assert f"rollout-mmnist: OpenSTL MSE per frame / VPN nats per frame | **{mt['mse_per_frame']:.4g} / " in table
 
 
 def test_report_without_results_says_not_yet_run(tmp_path):

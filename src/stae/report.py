@@ -468,7 +468,30 @@ def readme_table(out: Path, runs: ReportRuns) -> str:
             L.append(f"| OpenSTL protocol (10 → 10), {name}: MSE / SSIM | **{_f(mt['mse_per_frame'], 4)} / "
                      f"{_f(mt['ssim'], 3)}** ({r['params']:,} params) | ConvLSTM {o['mse_per_frame']} / {o['ssim']} "
                      f"({o['params']:,} params, {o['sequences_seen']:,} sequences) |")
+    L += _readme_beyond_paper(_load(out / "realvideo.json"), _load(out / "rollout.json"))
     return "\n".join(L) if len(L) > 2 else "No results yet: run `make reproduce`."
+
+
+def _readme_beyond_paper(rv: Optional[dict[str, Any]], ro: Optional[dict[str, Any]]) -> list[str]:
+    """The README rows of the shipped models beyond the paper: video-gray64 and rollout-mmnist."""
+    L = []
+    for name, c in ((rv or {}).get("clips") or {}).items():
+        r, q = c["results"], c["mse_vs_copy"]
+        L.append(f"| real video (held out), video-gray64: next-frame MSE / copy-last's, {name} | "
+                 f"**{_f(q['model'], 3)}x** (SSIM {_f(r['model']['ssim'], 3)}, copy-last {_f(r['copy_last']['ssim'], 3)}) | "
+                 f"DIS extrapolation {_f(q['dis'], 3)}x |")
+    if rv and "targets" in rv:
+        e = rv["targets"]["textures_epe"]
+        L.append(f"| real video, video-gray64: flow EPE on the textures test split | **{_f(e['model'], 3)} px** | "
+                 f"OpenCV DIS {_f(e['dis'], 3)} px, zero flow {_f(e['zero'], 3)} px |")
+    if ro and "metrics" in ro:
+        mt, o, vpn = ro["metrics"], ro["openstl_convlstm"], ro["vpn_table"]["rows"]
+        paper = next((v for k, v in vpn.items() if "this paper" in k), None)
+        L.append(f"| Moving MNIST 10 → 10, rollout-mmnist: OpenSTL MSE per frame / VPN nats per frame | "
+                 f"**{_f(mt['mse_per_frame'], 4)} / {_f(mt['nats_per_frame'], 4)}** ({ro['params']:,} params, "
+                 f"{_f(ro['total_minutes'], 3)} min) | ConvLSTM {o['mse_per_frame']} ({o['params']:,} params); "
+                 f"the paper's model in VPN's table {paper} nats |")
+    return L
 
 
 def _readme_tables_2_3(t2: dict[str, Any], t3: dict[str, Any]) -> list[str]:

@@ -116,6 +116,11 @@ def test_tiled_conv2d_matches_direct(n, cin, cout, k, h, w, tile):
     out = fftconv.tiled_conv2d(x, fftconv.tiled_kernel_spectrum(wt, tp), tp, b)
     assert _rel(out, F.conv2d(x, wt, b, padding=k // 2)) < 1e-10
     assert tp.n == tile + k - 1  # DFT matrices: any size, even or odd
+    assert out.is_contiguous(memory_format=torch.channels_last) or (h % tile, w % tile) != (0, 0)
+    if cout % 2 == 0:  # two groups of output channels, each (N, h, w, C_out / 2)
+        grouped = fftconv.tiled_conv2d(x, fftconv.tiled_kernel_spectrum(wt, tp), tp, b, groups=2)
+        assert grouped.shape == (2, n, h, w, cout // 2)
+        assert torch.equal(grouped, torch.stack(out.permute(0, 2, 3, 1).chunk(2, dim=3)))
 
 
 def test_plan_sizes_and_contiguous_spectrum():

@@ -348,15 +348,20 @@ def _tile_dft(tp: TilePlan, device: torch.device, dtype: torch.dtype):
             gx.imag.to(device=device, dtype=dtype).contiguous())
 
 
-def tiled_conv2d(x: torch.Tensor, k_spec: torch.Tensor, tp: TilePlan, bias: Optional[torch.Tensor] = None
-                 ) -> torch.Tensor:
+def tiled_conv2d(x: torch.Tensor, k_spec: torch.Tensor, tp: TilePlan, bias: Optional[torch.Tensor] = None,
+                 groups: int = 1) -> torch.Tensor:
     """``F.conv2d(x, weight, bias, padding=k // 2)`` by overlap-save on tiles, given
-    ``k_spec = tiled_kernel_spectrum(weight, tp)``. x (N, C_in, h, w) -> (N, C_out, h, w);
-    any h, w (the last tiles are zero-padded).
+    ``k_spec = tiled_kernel_spectrum(weight, tp)``. x (N, C_in, h, w) -> (N, C_out, h, w) in
+    channels-last memory (the tiles' layout: no transposition); any h, w (the last tiles are
+    zero-padded). ``groups`` > 1: the output channels split into that many equal consecutive
+    groups, returned as one (groups, N, h, w, C_out / groups) tensor (an LSTM's gates, each a
+    contiguous block for the pointwise arithmetic when h and w are multiples of the tile).
 
     The tiles are small, so their transforms are separable DFT matrix products (no FFT calls):
     forward onto the half spectrum, per-frequency channel mixing, and an inverse evaluated
     only at each tile's t x t valid outputs -- all matmuls, no transposes of the spectra.
+    Channels-last input (what this returns) makes the gathering of the tiles a copy of
+    contiguous channel runs.
     """
     n_b, c_in, h, w = x.shape
     t, p, n, m = tp.tile, tp.k // 2, tp.n, tp.n // 2 + 1
@@ -375,8 +380,9 @@ def tiled_conv2d(x: torch.Tensor, k_spec: torch.Tensor, tp: TilePlan, bias: Opti
         c_out = y.shape[-1]
         z = (gy @ y.view(n, -1)).view(t, m, -1)  # inverse along y, valid rows: (t, m, N ty tx C_out)
         out = torch.matmul(gx_re, z.real) - torch.matmul(gx_im, z.imag)  # along x, Re: (t, t, N ty tx C_out)
-        out = out.view(t, t, n_b, ty, tx, c_out).permute(2, 5, 3, 0, 4, 1).reshape(n_b, c_out, ty * t, tx * t)
-        out = out[:, :, :h, :w]
+        # (t_y, t_x, N, ty, tx, G, C_out / G) -> (G, N, ty t_y, tx t_x, C_out / G): channel runs stay contiguous
+        out = out.view(t, t, n_b, ty, tx, groups, c_out // groups).permute(5, 2, 3, 0, 4, 1, 6)
+        out = out.reshape(groups, n_b, ty * t, tx * t, c_out // groups)[:, :, :h, :w]
         if bias is not None:
-            out = out + bias.to(out.dtype).view(1, -1, 1, 1)
-    return out
+            out = out + bias.to(out.dtype).view(groups, 1, 1, 1, -1)
+    return out if groups > 1 else out[0].permute(0, 3, 1, 2)

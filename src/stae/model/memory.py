@@ -114,11 +114,16 @@ class ConvLSTMCell(nn.Module):
         """:meth:`forward` with the convolution by overlap-save on 8x8 tiles (streaming: the
         kernel spectrum is small and independent of the frame size). Float32 out."""
         h_prev, c_prev = self.zero_state(x) if state is None else state
-        gates = fftconv.tiled_conv2d(torch.cat((x, h_prev.to(x.dtype)), dim=1), k_spec, tp, self.conv.bias)
-        i, f, g, o = gates.chunk(4, dim=1)
-        c = torch.sigmoid(f) * c_prev.to(gates.dtype) + torch.sigmoid(i) * pointwise.tanh(g)
+        inp = torch.cat((_nhwc(x), _nhwc(h_prev.to(x.dtype))), dim=3).permute(0, 3, 1, 2)  # channels-last
+        i, f, g, o = fftconv.tiled_conv2d(inp, k_spec, tp, self.conv.bias, groups=4)  # each (N, h, w, C)
+        c = torch.sigmoid(f) * _nhwc(c_prev.to(i.dtype)) + torch.sigmoid(i) * pointwise.tanh(g)
         h = torch.sigmoid(o) * pointwise.tanh(c)
-        return h, c
+        return h.permute(0, 3, 1, 2), c.permute(0, 3, 1, 2)  # (N, C, h, w) views of channels-last memory
+
+
+def _nhwc(x: torch.Tensor) -> torch.Tensor:
+    """(N, C, h, w) -> (N, h, w, C) contiguous: a view when ``x`` is in channels-last memory."""
+    return x.permute(0, 2, 3, 1).contiguous()
 
 
 def _to_hwnc(x: torch.Tensor) -> torch.Tensor:

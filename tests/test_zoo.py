@@ -55,5 +55,8 @@ def test_models_command_text_json_and_files(tmp_path, capsys):
     assert main(["models", "--json", str(path)]) == 0
     (card,) = json.loads(capsys.readouterr().out)
     assert card["name"] == "mine" and card["recipe"] == "paper" and card["training_time"] == "2.0 min"
+    assert main(["models", "vanilla-mmnist"]) == 0  # a shipped model by name: its card alone
+    out = capsys.readouterr().out
+    assert out.startswith("vanilla-mmnist\n") and "rollout-mmnist" not in out and "703,651" in out
     assert main(["models", str(tmp_path / "nope.safetensors")]) == 2
     assert "checkpoint not found" in capsys.readouterr().err

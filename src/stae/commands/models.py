@@ -12,9 +12,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="List every model shipped inside the package: preset, data, parameters, "
                                    "recipe, training time, validation score, size and SHA-256, read from each "
                                    "weights file's own metadata (a field it lacks reads '—'). "
-                                   "With FILE arguments, describe those weights files instead.")
+                                   "With FILE arguments, describe those weights files (or shipped models, by name) instead.")
     p.add_argument("files", nargs="*", type=Path, metavar="FILE",
-                   help="stae .safetensors files (or checkpoint/run directories) to describe instead")
+                   help="stae .safetensors files, checkpoint/run directories or shipped model names to describe instead")
     fmt = p.add_mutually_exclusive_group()
     fmt.add_argument("--markdown", action="store_true",
                      help="print docs/model_zoo.md (stae models --markdown > docs/model_zoo.md)")

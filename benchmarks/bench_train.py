@@ -27,7 +27,7 @@ import perf_common as pc  # noqa: E402  (first: sets OMP_WAIT_POLICY before torc
 
 import torch  # noqa: E402
 
-from fused_cell_peer import from_stae, make_peer_step  # noqa: E402
+from fused_cell_peer import FusedCellPeer, from_stae, make_peer_step  # noqa: E402
 from reference_model import ReferenceModel  # noqa: E402
 from stae.model.config import DIRECT, FAST  # noqa: E402
 from stae.training import load_config, make_optimizer  # noqa: E402
@@ -81,7 +81,7 @@ def make_step(model: torch.nn.Module, batch: int, tau: int, bf16: bool, seed: in
                              "train.loss_warmup=0", "train.grad_clip=none"]
                       + (ROLLOUT_SETS + [f"data.num_frames={clip.shape[1]}"] if rollout else []))
     weights = loss_weights(cfg)
-    if not hasattr(model, "config"):  # the fused-cell peer
+    if isinstance(model, FusedCellPeer):
         return make_peer_step(model, clip, cfg, weights)
     opt = make_optimizer(model.parameters(), cfg.train)
     amp = torch.bfloat16 if bf16 else None

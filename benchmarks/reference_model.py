@@ -77,7 +77,9 @@ class ReferenceModel(nn.Module):
         self.cells = nn.ModuleList(ReferenceConvLSTMCell.from_fused(c) for c in model.memory.layers)
         self.output = model.config.output
 
-    def forward(self, clip: torch.Tensor) -> StaeOutput:
+    def forward(self, clip: torch.Tensor, first_output: int = 0) -> StaeOutput:
+        """Every step's prediction, as the authors' code computes them (the head runs at every
+        step); ``first_output``: return steps ``first_output ..`` only, like stae's ``forward``."""
         state = [None] * len(self.cells)
         logits, flows = [], []
         for t in range(clip.shape[1]):
@@ -89,9 +91,9 @@ class ReferenceModel(nn.Module):
             flow = self.flow(inp)
             logits.append(self.decoder(warp(x, flow)))
             flows.append(flow)
-        lg = torch.stack(logits, 1)
+        lg = torch.stack(logits[first_output:], 1)
         frames = torch.sigmoid(lg) if self.output == "sigmoid" else lg
-        return StaeOutput(frames, torch.stack(flows, 1), lg)
+        return StaeOutput(frames, torch.stack(flows[first_output:], 1), lg)
 
 
 @torch.no_grad()

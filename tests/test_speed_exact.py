@@ -5,6 +5,7 @@ only for the outputs a loss looks at; and the fused-cell peer of the benchmarks 
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -115,6 +116,19 @@ def test_fused_cell_peer_checks_itself():
                          text=True, timeout=300)
     assert run.returncode == 0, run.stdout + run.stderr
     assert "703,651 parameters" in run.stdout
+
+
+def test_bench_train_times_the_reference_the_peer_and_stae(tmp_path):
+    """Every kind of model bench_train times takes its training step (the reference with stae's
+    train_step, the peer with its own): a tiny run of the script, one round, tau = 2."""
+    out = tmp_path / "train.json"
+    run = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_train.py"), "--only", "reference",
+                          "peer-b16-fp32", "fast-b1-fp32", "--rounds", "1", "--tau", "2", "--threads", "1",
+                          "--out", str(out)], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout + run.stderr
+    rows = {r["variant"]: r for r in json.loads(out.read_text())["rows"]}
+    assert set(rows) == {"reference", "peer-b16-fp32", "fast-b1-fp32"}
+    assert all(r["seq_per_s"] > 0 for r in rows.values())
 
 
 def test_time_to_quality_runs_and_writes_its_curve(tmp_path):

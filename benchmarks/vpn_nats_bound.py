@@ -7,13 +7,14 @@ score without compounding error -- what a perfect rollout training could at best
 This script measures both on the VALIDATION split (seed 1, never the test split), with float
 and with binarised input frames, per predicted frame:
 
-    .venv/bin/python benchmarks/vpn_nats_bound.py [MODEL ...]   # default: rollout-mmnist vanilla-mmnist
+    .venv/bin/python benchmarks/vpn_nats_bound.py [MODEL ...] [--out FILE]   # default: rollout-mmnist vanilla-mmnist
 
-Writes benchmarks/results/vpn_nats_bound.json. One thread, about a minute per model.
+Writes benchmarks/results/vpn_nats_bound.json (or FILE). One thread, about a minute per model.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from pathlib import Path
@@ -45,22 +46,26 @@ def main(argv: list[str]) -> int:
     from stae.machine import describe
     from stae.weights import load_model
 
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("models", nargs="*", default=["rollout-mmnist", "vanilla-mmnist"], metavar="MODEL")
+    ap.add_argument("--out", type=Path, default=OUT, help="JSON path (default benchmarks/results/vpn_nats_bound.json)")
+    args = ap.parse_args(argv)
     torch.set_num_threads(1)
     ds = default_dataset("val", num_frames=CONTEXT + HORIZON, binary=False, size=(64, 64))
     clips = torch.stack([ds[i]["clip"] for i in range(CLIPS)])
     inputs = {"float inputs": clips, "binarised inputs": (clips >= 0.5).float()}
     rows = {}
-    for spec in argv or ["rollout-mmnist", "vanilla-mmnist"]:
+    for spec in args.models:
         model = load_model(spec).eval()
         rows[spec] = {kind: score(model, x) for kind, x in inputs.items()}
         for kind, r in rows[spec].items():
             print(f"{spec:16s} {kind:17s} one-step {r['one_step_teacher_forced']['nats_per_frame']:6.1f}"
                   f"  rollout {r['rollout']['nats_per_frame']:6.1f} nats/frame", flush=True)
-    OUT.write_text(json.dumps({
+    args.out.write_text(json.dumps({
         "benchmark": "vpn_nats_bound", "data": f"validation split (seed 1), first {CLIPS} clips, 20 frames",
         "target_nats_per_frame": 179.8, "rows": rows, "machine": describe(),
         "command": "python benchmarks/vpn_nats_bound.py " + " ".join(argv)}, indent=1) + "\n")
-    print(f"wrote {OUT.relative_to(ROOT)}")
+    print(f"wrote {args.out}")
     return 0
 
 

@@ -234,25 +234,28 @@ def test_cli_evaluate_rollout_prints_them(tmp_path, capsys):
     assert "vpn_nats_per_frame" in json.loads(out.read_text())["results"]["model"]
 
 
-def test_vpn_nats_bound_scores_one_step_and_rollout_on_the_same_frames():
-    """benchmarks/vpn_nats_bound.py: both predictions of frame 10 come from the true frames 0-9,
-    so the teacher-forced and the rollout score agree on the first predicted frame (and only
-    there); ten finite scores each."""
-    import importlib.util
+def test_vpn_nats_bound_scores_one_step_and_rollout_on_the_same_frames(tmp_path):
+    """benchmarks/vpn_nats_bound.py (run as a script, a tiny model): both predictions of frame 10
+    come from the true frames 0-9, so the teacher-forced and the rollout score agree on the first
+    predicted frame (and not on the next); ten finite scores each, for both input kinds."""
+    import json
+    import subprocess
+    import sys
 
     from stae.model import build_model
+    from stae.weights import save_model
     from tests.helpers import tiny_config
 
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "vpn_nats_bound.py"
-    spec = importlib.util.spec_from_file_location("vpn_nats_bound", path)
-    bound = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bound)
     torch.manual_seed(0)
-    model = build_model(tiny_config(output="sigmoid")).eval()
-    clips = torch.rand(3, 20, 1, 16, 16, generator=torch.Generator().manual_seed(5))
-    r = bound.score(model, clips)
-    one, fed = r["one_step_teacher_forced"]["per_predicted_frame"], r["rollout"]["per_predicted_frame"]
-    assert len(one) == len(fed) == 10 and all(math.isfinite(v) for v in one + fed)
-    assert one[0] == pytest.approx(fed[0], rel=1e-6)
-    assert one[1] != pytest.approx(fed[1], rel=1e-6)  # frame 11: true frame 10 vs the model's own
-    assert r["rollout"]["nats_per_frame"] == pytest.approx(sum(fed) / 10, rel=1e-12)
+    weights = save_model(tmp_path / "m.safetensors", build_model(tiny_config(output="sigmoid")))
+    out = tmp_path / "bound.json"
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "vpn_nats_bound.py"
+    run = subprocess.run([sys.executable, str(script), str(weights), "--out", str(out)], capture_output=True,
+                         text=True, timeout=300)
+    assert run.returncode == 0, run.stdout + run.stderr
+    for r in json.loads(out.read_text())["rows"][str(weights)].values():
+        one, fed = r["one_step_teacher_forced"]["per_predicted_frame"], r["rollout"]["per_predicted_frame"]
+        assert len(one) == len(fed) == 10 and all(math.isfinite(v) for v in one + fed)
+        assert one[0] == pytest.approx(fed[0], rel=1e-6)
+        assert one[1] != pytest.approx(fed[1], rel=1e-6)  # frame 11: true frame 10 vs the model's own
+        assert r["rollout"]["nats_per_frame"] == pytest.approx(sum(fed) / 10, rel=1e-12)

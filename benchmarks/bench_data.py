@@ -10,7 +10,6 @@ Prints a table and writes the figures as JSON.
 from __future__ import annotations
 
 import argparse
-import json
 
 import perf_common as pc  # first: pins the thread pools before numpy/torch load
 
@@ -51,7 +50,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--num", type=int, default=2000, help="sequences per generation measurement")
     ap.add_argument("--batch", type=int, default=256, help="sequences per generate() call")
-    ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "data.json")
+    ap.add_argument("--out", default=None, help="JSON path (default benchmarks/results/data.json)")
     args = ap.parse_args()
     torch.set_num_threads(1)
 
@@ -109,9 +108,7 @@ def main() -> int:
         "results": [{"name": name, "value": round(value, 2), "unit": unit} for name, value, unit in rows],
         "requirement": {"generate_frames_seq_per_s_min": 1000, "met": rows[0][1] >= 1000 and rows[1][1] >= 1000},
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    print(f"wrote {pc.write_json('data', result, args.out)}")
     return 0
 
 

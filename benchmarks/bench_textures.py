@@ -10,7 +10,6 @@ bigbuckbunny.mp4 (the ``reproduce`` extra); without it they are skipped.
 from __future__ import annotations
 
 import argparse
-import json
 
 import perf_common as pc  # first: pins the thread pools before numpy/torch load
 
@@ -76,7 +75,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--num", type=int, default=400, help="sequences per measurement")
     ap.add_argument("--batch", type=int, default=64, help="sequences per generate() call")
-    ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "textures.json")
+    ap.add_argument("--out", default=None, help="JSON path (default benchmarks/results/textures.json)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     rows = texture_rows(args.num, args.batch) + video_rows(args.num)
@@ -90,9 +89,7 @@ def main() -> int:
         "batch": args.batch,
         "results": [{"name": name, "value": round(value, 2), "unit": unit} for name, value, unit in rows],
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    print(f"wrote {pc.write_json('textures', result, args.out)}")
     return 0
 
 

@@ -323,6 +323,18 @@ def check_npz_out(path: Path, force: bool) -> None:
         raise StaeError(f"{path.parent}: output directory does not exist")
 
 
+def split_count_seed(split: str, sizes: dict[str, int], seeds: dict[str, int],
+                     num_sequences: int | None, seed: int | None) -> tuple[int, int]:
+    """The number of sequences and the seed of a generated ``split`` (its defaults unless given),
+    checked: one clear error for an unknown split or a count below 1."""
+    if split not in sizes:
+        raise StaeError(f"split must be one of {sorted(sizes)}, got {split!r}")
+    n = sizes[split] if num_sequences is None else int(num_sequences)
+    if n < 1:
+        raise StaeError(f"number of sequences must be >= 1, got {n}")
+    return n, seeds[split] if seed is None else int(seed)
+
+
 def save_moving_mnist(path: str | os.PathLike, num_sequences: int | None = None, seed: int | None = None,
                       split: str = "train", truth: bool = False, force: bool = False, compress: bool = False,
                       digit_source: str | os.PathLike | None = None, chunk: int = 500,
@@ -339,12 +351,7 @@ def save_moving_mnist(path: str | os.PathLike, num_sequences: int | None = None,
 
     path = Path(path)
     check_npz_out(path, force)
-    if split not in mm.DEFAULT_SIZES:
-        raise StaeError(f"split must be one of {sorted(mm.DEFAULT_SIZES)}, got {split!r}")
-    n = mm.DEFAULT_SIZES[split] if num_sequences is None else int(num_sequences)
-    seed = mm.DEFAULT_SEEDS[split] if seed is None else int(seed)
-    if n < 1:
-        raise StaeError(f"number of sequences must be >= 1, got {n}")
+    n, seed = split_count_seed(split, mm.DEFAULT_SIZES, mm.DEFAULT_SEEDS, num_sequences, seed)
     digits = load_digits(mm.DIGIT_SPLIT[split], source=digit_source)
     options.pop("with_truth", None)
     unknown = set(options) - {"num_digits", "num_frames", "size", "speed", "lines", "binary", "threshold"}

@@ -30,8 +30,7 @@ import numpy as np
 import torch
 
 from stae.data import textures as tx
-from stae.data.files import ClipFileDataset, check_npz_out, write_sequences
-from stae.errors import StaeError
+from stae.data.files import ClipFileDataset, check_npz_out, split_count_seed, write_sequences
 
 FORMAT_NAME = "stae-textures"
 FORMAT_VERSION = 1
@@ -48,12 +47,7 @@ def save_textures(path: str | os.PathLike, num_sequences: int | None = None, see
     """
     path = Path(path)
     check_npz_out(path, force)
-    if split not in tx.SPLITS:
-        raise StaeError(f"split must be one of {sorted(tx.SPLITS)}, got {split!r}")
-    n = tx.DEFAULT_SIZES[split] if num_sequences is None else int(num_sequences)
-    seed = tx.DEFAULT_SEEDS[split] if seed is None else int(seed)
-    if n < 1:
-        raise StaeError(f"number of sequences must be >= 1, got {n}")
+    n, seed = split_count_seed(split, tx.DEFAULT_SIZES, tx.DEFAULT_SEEDS, num_sequences, seed)
     o = tx.TextureOptions(**options).checked()
     files = tx.photo_files(split, photos)
     tx.generate(seed, [], split=split, photos=list(files), with_truth=truth, **options)  # validates

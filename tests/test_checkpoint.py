@@ -39,6 +39,14 @@ def test_truncated_foreign_and_missing_files(tmp_path):
     assert main(["info", str(bad)]) == 2
 
 
+@pytest.mark.parametrize("new_format", [True, False])
+def test_a_torch_save_file_is_named_as_such(tmp_path, new_format):
+    path = tmp_path / "model.pt"
+    torch.save({"w": torch.zeros(3)}, path, _use_new_zipfile_serialization=new_format)
+    with pytest.raises(StaeError, match="model.pt: a torch.save file, not a stae checkpoint"):
+        load_model(path)
+
+
 def test_info_prints_table(capsys):
     assert main(["info", "conv-1enc-1lstm"]) == 0
     out = capsys.readouterr().out

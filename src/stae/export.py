@@ -140,6 +140,8 @@ def export_model(model: SpatioTemporalAutoencoder, path: Union[str, os.PathLike]
         # torch marks both exporters deprecated; we keep them on purpose: the torch.export-based
         # ONNX exporter runs the model on fake tensors, which end up in the warp's grid cache.
         warnings.simplefilter("ignore", DeprecationWarning)
+        # The ONNX pass cannot fold strided (step 2) slices into constants; it says so per slice.
+        warnings.filterwarnings("ignore", message="Constant folding - Only steps=1")
         if fmt == "torchscript":
             traced = torch.jit.trace(wrapper, example, check_trace=False)
             torch.jit.save(traced, buf, _extra_files={"stae.json": json.dumps(meta)})

@@ -135,6 +135,16 @@ def resolve_checkpoint(path: Union[str, Path]) -> Path:
     raise StaeError(f"no checkpoint in {p}: expected {WEIGHTS_NAME}, best/{WEIGHTS_NAME} or step-*/{WEIGHTS_NAME}")
 
 
+def _is_torch_save(f: Path) -> bool:
+    """Whether ``f`` starts like a ``torch.save`` file: a zip archive (torch >= 1.6) or a pickle."""
+    try:
+        with open(f, "rb") as fh:
+            head = fh.read(4)
+    except OSError:
+        return False
+    return head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"
+
+
 def read_metadata(path: Union[str, Path]) -> dict[str, str]:
     """The safetensors metadata of a checkpoint file; clear errors for foreign/corrupt files."""
     f = resolve_checkpoint(path)
@@ -142,6 +152,9 @@ def read_metadata(path: Union[str, Path]) -> dict[str, str]:
         with safe_open(str(f), framework="pt") as fh:
             meta = fh.metadata() or {}
     except (SafetensorError, OSError, ValueError) as e:
+        if _is_torch_save(f):
+            raise StaeError(f"{f}: a torch.save file, not a stae checkpoint (stae reads the .safetensors "
+                            "files that stae train and stae.weights.save_model write)") from None
         raise StaeError(f"{f}: not a readable safetensors checkpoint (truncated or corrupt?): {e}") from None
     if CONFIG_KEY not in meta:
         raise StaeError(f"{f}: a safetensors file, but not a stae checkpoint (no '{CONFIG_KEY}' metadata)")

@@ -36,13 +36,15 @@ from stae.model.warp import warp  # noqa: E402
 
 PRESET = "conv-1enc-1lstm"
 
-# (name, ModelConfig overrides, bf16 weights)
+# (name, ModelConfig overrides, under bf16 autocast: E/D's convolutions and the memory's
+# spectral mixing in bfloat16 -- not exact, docs/performance.md)
 VARIANTS: list[tuple[str, dict, bool]] = [
     ("reference", DIRECT, False),
     ("peer", DIRECT, False),
     ("direct-fp32", DIRECT, False),
     ("fft-fp32", {**DIRECT, "fft_conv": True}, False),
     ("fast-fp32", FAST, False),
+    ("fast-bf16", FAST, True),
 ]
 
 
@@ -66,15 +68,21 @@ def reference_stepper(model: torch.nn.Module):
 class Stream:
     """One variant's stream of random frames, continued across interleaved rounds."""
 
-    def __init__(self, step, size: int, seed: int = 0) -> None:
+    def __init__(self, step, size: int, bf16: bool = False, seed: int = 0) -> None:
         g = torch.Generator().manual_seed(seed)
         self.step, self.frames, self.state, self.k, self.lat = step, torch.rand(16, 1, 1, size, size, generator=g), None, 0, []
+        self.bf16 = bf16
         self.run_for(0.0, min_frames=5)  # warm-up, not recorded
         self.lat = []
 
     @torch.inference_mode()
     def run_for(self, seconds: float, min_frames: int = 1) -> None:
-        t_end, n = time.perf_counter() + seconds, 0
+        t_end = time.perf_counter() + seconds
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
+            self._frames_until(t_end, min_frames)
+
+    def _frames_until(self, t_end: float, min_frames: int) -> None:
+        n = 0
         while time.perf_counter() < t_end or n < min_frames:
             t0 = time.perf_counter()
             _, _, self.state = self.step(self.frames[self.k % 16], self.state)
@@ -93,12 +101,12 @@ def run(seconds: float, sizes: list[int], rounds: int = 5) -> dict:
     rows = []
     for size in sizes:
         streams = {}
-        for name, overrides, _ in VARIANTS:
+        for name, overrides, bf16 in VARIANTS:
             torch.manual_seed(0)
             model = build_model(PRESET, **overrides).eval()
             step = {"reference": reference_stepper, "peer": lambda m: from_stae(m).eval().step}.get(
                 name, lambda m: m.step)(model)
-            streams[name] = Stream(step, size)
+            streams[name] = Stream(step, size, bf16)
         for _ in range(rounds):
             for st in streams.values():
                 st.run_for(seconds / rounds, min_frames=4)

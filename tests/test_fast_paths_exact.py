@@ -134,6 +134,24 @@ def test_bf16_autocast_runs_and_stays_close():
         assert (out.frames.float() - ref.frames).abs().max() < 0.05 * ref.frames.abs().max() + 1e-3
 
 
+def test_streaming_under_bf16_autocast_mixes_in_bf16_and_stays_close():
+    """Streamed steps under bf16 autocast keep a bfloat16 block spectrum (and float32 complex
+    spectra outside autocast, the exact path above); predictions stay close over 8 frames."""
+    torch.manual_seed(0)
+    model = build_model("conv-1enc-1lstm", **FAST).eval()
+    frames = torch.rand(8, 1, 1, 16, 16, generator=torch.Generator().manual_seed(4))
+    preds, dtypes = {}, {}
+    for bf16 in (False, True):
+        state, out = None, []
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            for frame in frames:
+                pred, _, state = model.step(frame, state)
+                out.append(pred.float())
+        preds[bf16], dtypes[bf16] = torch.stack(out), model.memory._tiled_spectra._value[0].dtype
+    assert dtypes == {False: torch.complex64, True: torch.bfloat16}
+    assert 0 < (preds[True] - preds[False]).abs().max() < 0.05
+
+
 def test_reference_model_equals_stae():
     """The benchmarks' reference (eight gate convolutions, per-step loop) is the same function."""
     script = Path(__file__).resolve().parents[1] / "benchmarks" / "reference_model.py"

@@ -151,3 +151,25 @@ def test_upsample_conv2d_gradcheck():
     wt = torch.randn(1, 2, 7, 7, generator=g, dtype=torch.float64, requires_grad=True)
     b = torch.randn(1, generator=g, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(upsample_conv2d, (x, wt, b), fast_mode=True)
+
+
+def test_bf16_block_mixing_is_the_complex_mixing():
+    """On values bfloat16 holds exactly (small integers: every product and sum exact too), the
+    real block form in bfloat16 gives the complex matmul bit for bit."""
+    g = torch.Generator().manual_seed(5)
+    ints = lambda *s: torch.randint(-2, 3, s, generator=g).to(torch.float32)  # noqa: E731
+    x = torch.complex(ints(6, 5, 3), ints(6, 5, 3))
+    k = torch.complex(ints(6, 3, 4), ints(6, 3, 4))
+    block = fftconv.bf16_block_spectrum(k)
+    assert block.dtype == torch.bfloat16 and block.shape == (6, 6, 8)
+    assert torch.equal(fftconv.spectral_mix(x, block), torch.bmm(x, k))
+
+
+def test_tiled_conv2d_with_bf16_mixing_stays_close():
+    g = torch.Generator().manual_seed(6)
+    x, wt = torch.randn(1, 9, 16, 16, generator=g), torch.randn(12, 9, 7, 7, generator=g)
+    tp = fftconv.tile_plan(7)
+    k_spec = fftconv.tiled_kernel_spectrum(wt, tp)
+    exact = fftconv.tiled_conv2d(x, k_spec, tp)
+    approx = fftconv.tiled_conv2d(x, fftconv.bf16_block_spectrum(k_spec), tp)
+    assert 0 < _rel(approx, exact) < 1e-2  # bfloat16's 8-bit mantissa, float32 accumulation

@@ -241,8 +241,35 @@ def spectral_mix(x_spec: torch.Tensor, k_spec: torch.Tensor, k_adj: Optional[tor
     ``k_adj`` (optional) is ``adjoint(k_spec)``, reused by the backward pass when the same
     kernel mixes many inputs (a detached constant; gradients still reach ``k_spec``).
     ``sink`` (optional): a :class:`GradSink` whose ``attach`` produced ``k_spec``; the
-    kernel gradient is then accumulated there instead of returned per call."""
+    kernel gradient is then accumulated there instead of returned per call.
+    A ``k_spec`` from :func:`bf16_block_spectrum` mixes in bfloat16 instead (not exact)."""
+    if k_spec.dtype == torch.bfloat16:
+        return _mix_bf16(x_spec, k_spec)
     return _SpectralMix.apply(x_spec, k_spec, k_adj, sink)
+
+
+def bf16_block_spectrum(k_spec: torch.Tensor) -> torch.Tensor:
+    """A kernel spectrum (F, C_in, C_out) as the real block matrix [[Re, Im], [-Im, Re]],
+    (F, 2 C_in, 2 C_out) in bfloat16: [Re x, Im x] @ it = [Re y, Im y] for y = x @ k_spec.
+
+    Torch sends a complex ``bmm`` to its BLAS (MKL), but a bfloat16 one to oneDNN, whose
+    AVX512-BF16 kernels ran the streamed memory's mixing 2-5x faster on the AMD EPYC of
+    docs/performance.md. The price is bfloat16's 8-bit mantissa on the inputs and outputs of
+    the mixing (float32 accumulation): what bf16 autocast means for any matmul."""
+    re, im = k_spec.real, k_spec.imag
+    # rows (c_in, Re/Im), columns (c_out, Re/Im): the layout of torch.view_as_real, so that
+    # neither side of the matmul needs its real and imaginary parts gathered
+    block = torch.stack((torch.stack((re, im), -1), torch.stack((-im, re), -1)), 2)  # (F, C_in, 2, C_out, 2)
+    f, c_in, _, c_out, _ = block.shape
+    return block.reshape(f, 2 * c_in, 2 * c_out).to(torch.bfloat16)
+
+
+def _mix_bf16(x_spec: torch.Tensor, k_block: torch.Tensor) -> torch.Tensor:
+    """:func:`spectral_mix` with a :func:`bf16_block_spectrum`: complex64 (F, N, C_out) out."""
+    f, n, c_in = x_spec.shape
+    x = torch.view_as_real(x_spec.contiguous()).reshape(f, n, 2 * c_in).to(torch.bfloat16)
+    y = torch.bmm(x, k_block).float()
+    return torch.view_as_complex(y.view(f, n, -1, 2))
 
 
 def adjoint(k_spec: torch.Tensor) -> torch.Tensor:

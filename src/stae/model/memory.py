@@ -104,10 +104,12 @@ class ConvLSTMCell(nn.Module):
         """:meth:`fft_step` from the map x_t (h, w, B, d) instead of its spectrum."""
         return self.fft_step(fftconv.input_spectrum_hwnc(x, plan), h_prev, c_prev, w_spec, plan, w_adj, sink)
 
-    def tiled_spectrum(self, tp: fftconv.TilePlan) -> torch.Tensor:
-        """Kernel spectrum for the tiled (overlap-save) FFT convolution of :meth:`forward_tiled`."""
+    def tiled_spectrum(self, tp: fftconv.TilePlan, bf16: bool = False) -> torch.Tensor:
+        """Kernel spectrum for the tiled (overlap-save) FFT convolution of :meth:`forward_tiled`;
+        ``bf16``: as ``fftconv.bf16_block_spectrum`` (the mixing then runs in bfloat16)."""
         with torch.autocast(self.conv.weight.device.type, enabled=False):
-            return fftconv.tiled_kernel_spectrum(self.conv.weight, tp)
+            k_spec = fftconv.tiled_kernel_spectrum(self.conv.weight, tp)
+        return fftconv.bf16_block_spectrum(k_spec) if bf16 else k_spec
 
     def forward_tiled(self, x: torch.Tensor, state: Optional[LayerState], k_spec: torch.Tensor,
                       tp: fftconv.TilePlan) -> LayerState:
@@ -119,6 +121,10 @@ class ConvLSTMCell(nn.Module):
         c = torch.sigmoid(f) * _nhwc(c_prev.to(i.dtype)) + torch.sigmoid(i) * pointwise.tanh(g)
         h = torch.sigmoid(o) * pointwise.tanh(c)
         return h.permute(0, 3, 1, 2), c.permute(0, 3, 1, 2)  # (N, C, h, w) views of channels-last memory
+
+
+def _bf16_autocast(device_type: str) -> bool:
+    return torch.is_autocast_enabled(device_type) and torch.get_autocast_dtype(device_type) == torch.bfloat16
 
 
 def _nhwc(x: torch.Tensor) -> torch.Tensor:
@@ -204,12 +210,14 @@ class ConvLSTMMemory(nn.Module):
 
     def _forward_fft(self, x: torch.Tensor, state: Optional[list[LayerState]]
                      ) -> tuple[torch.Tensor, list[LayerState]]:
-        """One step (streaming) with tiled FFT convolutions."""
+        """One step (streaming) with tiled FFT convolutions. Under bf16 autocast their channel
+        mixing runs in bfloat16 (``fftconv.bf16_block_spectrum``), like autocast's matmuls."""
         tp = fftconv.tile_plan(self.layers[0].conv.kernel_size[0])
+        bf16 = _bf16_autocast(x.device.type)
         new_state = []
         inp = x
-        spectra = self._tiled_spectra.get([layer.conv.weight for layer in self.layers], tp,
-                                          lambda: [layer.tiled_spectrum(tp) for layer in self.layers])
+        spectra = self._tiled_spectra.get([layer.conv.weight for layer in self.layers], (tp, bf16),
+                                          lambda: [layer.tiled_spectrum(tp, bf16) for layer in self.layers])
         for k, (layer, k_spec) in enumerate(zip(self.layers, spectra)):
             h, c = layer.forward_tiled(inp, None if state is None else state[k], k_spec, tp)
             new_state.append((h, c))

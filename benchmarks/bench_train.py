@@ -52,7 +52,7 @@ VARIANTS: list[tuple[str, str, dict, int, bool]] = [
     # so stae's head runs on the last step only, as the peer's does.
     ("default-b16-fp32-last", "stae DIRECT (fused direct conv), loss on the last prediction", DIRECT, 16, False),
     ("fast-b16-fp32-last", "stae defaults (fft_conv + subpixel_decoder), loss on the last prediction", FAST, 16, False),
-    # The other issues' models: the image-space head of video-gray64 (docs/model.md#image-head)
+    # The other issues' models: the image-space head of video-gray64 (docs/model.md#image-space-head-option)
     # and rollout training as rollout-mmnist trains (ROLLOUT_SETS: 10 predictions fed back).
     ("fast-b16-fp32-image", "stae defaults + image-space head (residual and mask, as video-gray64)",
      {**FAST, "head": "image", "image_residual": True, "image_mask": True}, 16, False),

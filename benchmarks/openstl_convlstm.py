@@ -1,8 +1,7 @@
 """A peer model for side-by-side training: a ConvLSTM of OpenSTL's published Moving MNIST
 configuration, written here from that description (docs/benchmarks.md; not OpenSTL's code).
 
-The description (OpenSTL's ``configs/mmnist/ConvLSTM.py`` and its ConvLSTM, as summarised in
-REFERENCE.md):
+The description (OpenSTL's ``configs/mmnist/ConvLSTM.py`` and its ConvLSTM, as published):
 
 * frames 64x64x1 go in as 16x16x16 -- space-to-depth with patch 4 (``pixel_unshuffle``);
 * 4 ConvLSTM layers of 128 hidden channels, 5x5 filters, stride 1, "same" padding, no layer

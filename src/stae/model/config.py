@@ -51,7 +51,7 @@ class ModelConfig:
     # Image-space output: "linear" (the paper's decoder, no nonlinearity; intensity losses)
     # or "sigmoid" (the decoder's output are logits of pixel probabilities; BCE on binary data).
     output: Literal["linear", "sigmoid"] = "linear"
-    # Where GG+S warps (docs/model.md#image-head): "features" (the paper: warp x_t, D decodes the
+    # Where GG+S warps (docs/model.md#image-space-head-option): "features" (the paper: warp x_t, D decodes the
     # prediction) or "image" (issue 13: warp the input frame Y_t at full resolution by the flow
     # upsampled from the feature grid; D, still on the warped features, supplies what warping
     # cannot, per the two switches below). Real footage needs a sharp predictor: warping features

@@ -92,9 +92,9 @@ class TrainConfig:
     loss_steps: Literal["last", "all"] = "all"  # last (Fig. 2: loss on the prediction of frame tau+1 only) | all
     loss_warmup: Annotated[int, Range(0, 1000)] = 3  # loss_steps=all: skip the first k predictions (too little context)
     # w_H of eq. (5): weight of the Huber smoothness term on the flow's spatial gradient (paper:
-    # 1e-2; ignored by loss=released, which has no Huber term). docs/training.md#flow-smoothness
+    # 1e-2; ignored by loss=released, which has no Huber term). docs/training.md#learning-a-flow-that-is-motion
     huber_weight: Annotated[float, Range(0, 10**6)] = 1e-2
-    # Sec. 5's suggestions for real video (docs/training.md#real-video), both 0 = the paper:
+    # Sec. 5's suggestions for real video (docs/video.md#the-flow-penalties-of-sec-5), both 0 = the paper:
     # weight of the mean |T| (flow sparsity: no hallucinated flow on uniform regions) and of
     # the mean |T_t - T_{t-1}| over the predicted steps (temporal smoothness: no flicker).
     flow_l1_weight: Annotated[float, Range(0, 10**6)] = 0.0
@@ -105,7 +105,7 @@ class TrainConfig:
     flow_supervision_weight: Annotated[float, Range(0, 10**6)] = 0.0
     # Keep Theta (the flow regressor) fixed for the first N updates: the flow stays the identity
     # warp it starts from while E and D learn to predict from the current frame, so the flow
-    # is then learned as motion (docs/training.md#flow-smoothness). 0 = the paper (no warm-up).
+    # is then learned as motion (docs/training.md#learning-a-flow-that-is-motion). 0 = the paper (no warm-up).
     flow_warmup_steps: Annotated[int, Range(0, 10**10)] = 0
     amp: Literal["fp32", "bf16", "auto"] = "fp32"  # fp32 (no autocast) | bf16 (autocast) | auto (bf16 on CUDA with bf16, else fp32)
     threads: Annotated[int, Range(0, 4096)] = 0  # torch CPU threads; 0 = torch's default. 1 is much faster on a shared, loaded machine

@@ -93,6 +93,21 @@ def test_stream_with_horizon_equals_rollout(files):
             assert torch.equal(r.target, clip[r.t + 3])
 
 
+def test_bf16_stream_stays_close_and_leaves_autocast_off(files, tmp_path):
+    model, ckpt, clip_path, clips = files
+    exact = list(predict_stream(model, iter(clips[0])))
+    stream = predict_stream(model, iter(clips[0]), bf16=True)
+    first = next(stream)
+    assert not torch.is_autocast_enabled("cpu")  # the caller runs between yields: not under autocast
+    approx = [first, *stream]
+    assert all(r.pred.dtype == r.flow.dtype == torch.float32 for r in approx)
+    diffs = [float((a.pred - b.pred).abs().max()) for a, b in zip(exact, approx)]
+    assert 0 < max(diffs) < 0.05
+    out = tmp_path / "bf16"
+    assert main(["predict", str(ckpt), str(clip_path), "--out", str(out), "--bf16", "--context", "2"]) == 0
+    assert json.loads((out / "predict.json").read_text())["precision"] == "bf16 autocast"
+
+
 def test_predict_horizon_cli(files, tmp_path):
     _, ckpt, clip_path, _ = files
     out = tmp_path / "h"

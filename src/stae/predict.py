@@ -61,7 +61,7 @@ class PredictionStep(NamedTuple):
 
 @torch.no_grad()
 def predict_stream(model: SpatioTemporalAutoencoder, frames: Iterable[torch.Tensor],
-                   horizon: int = 1) -> Iterator[PredictionStep]:
+                   horizon: int = 1, bf16: bool = False) -> Iterator[PredictionStep]:
     """Stream fitted frames (C, H, W) through ``model.step``; yield one :class:`PredictionStep`
     per observed frame, in order of t (each as soon as its target frame has arrived; the last
     ``horizon`` ones, which have no target, at the end).
@@ -70,6 +70,9 @@ def predict_stream(model: SpatioTemporalAutoencoder, frames: Iterable[torch.Tens
     copy of the memory state, as :meth:`SpatioTemporalAutoencoder.rollout` does on the clip
     ``frames[:t+1]`` (the same numbers, without re-running the clip for every t). Only K
     pending predictions are held in memory.
+
+    ``bf16``: each step runs under bfloat16 autocast (faster on CPUs with AVX512-BF16 or AMX,
+    not exact: docs/performance.md); the yielded tensors are float32 either way.
     """
     if horizon < 1:
         raise StaeError(f"--horizon must be >= 1, got {horizon}")
@@ -80,11 +83,13 @@ def predict_stream(model: SpatioTemporalAutoencoder, frames: Iterable[torch.Tens
         # The frame arriving now is the truth for the prediction made K steps ago.
         if pending and pending[0].t + horizon == t:
             yield pending.popleft()._replace(target=frame)
-        pred, flow_t, state = model.step(frame.unsqueeze(0), state)
-        flow, s = flow_t, state
-        for _ in range(horizon - 1):
-            pred, flow, s = model.step(pred, s)
-        pending.append(PredictionStep(t, frame, None, pred[0], flow[0], flow_t[0]))
+        # autocast per step, not around the loop: a generator must not leave it on for its caller
+        with torch.autocast(frame.device.type, dtype=torch.bfloat16, enabled=bf16):
+            pred, flow_t, state = model.step(frame.unsqueeze(0), state)
+            flow, s = flow_t, state
+            for _ in range(horizon - 1):
+                pred, flow, s = model.step(pred, s)
+        pending.append(PredictionStep(t, frame, None, pred[0].float(), flow[0].float(), flow_t[0].float()))
     yield from pending
 
 
@@ -275,14 +280,16 @@ def predict_video(model: SpatioTemporalAutoencoder, source: Union[str, os.PathLi
                   *, index: Optional[int] = None, size: Optional[tuple[int, int]] = None, horizon: int = 1,
                   steps: Optional[Sequence[int]] = None, context: Optional[int] = None,
                   max_flow: Optional[float] = None, flo: bool = False, fps: float = 10.0,
-                  scale: Optional[int] = None, max_frames: Optional[int] = None, force: bool = False) -> dict:
+                  scale: Optional[int] = None, max_frames: Optional[int] = None, force: bool = False,
+                  bf16: bool = False) -> dict:
     """Run ``model`` over ``source`` and write, into ``out_dir``: ``predict.mp4`` and
     ``predict.gif`` (panels input t | true t+K | predicted t+K | flow, one flow colour scale
     for the whole video), ``figure.png`` (Figs. 5/7 layout for ``steps``), ``predict.json``
     (sizes, flow scale, per-step squared error of the prediction and of copying frame t) and,
     with ``flo``, ``flow/flow_NNNNN.flo``: the FORWARD flow from frame N to N+1 at image
     resolution (one per observed frame; the last one predicts motion towards the unseen next
-    frame). Returns the summary written to ``predict.json``.
+    frame). ``bf16``: stream under bfloat16 autocast (:func:`predict_stream`). Returns the
+    summary written to ``predict.json``.
     """
     from itertools import islice
 
@@ -302,7 +309,7 @@ def predict_video(model: SpatioTemporalAutoencoder, source: Union[str, os.PathLi
     fit, fitted = fitted_frames(model, frames, size)
     if fit is None:
         raise StaeError(f"{source}: no frames")
-    results = list(predict_stream(model, fitted, horizon))
+    results = list(predict_stream(model, fitted, horizon, bf16))
     shown = [r for r in results if r.target is not None]
     if not shown:
         raise StaeError(f"{source}: {len(results)} frame(s); --horizon {horizon} needs at least {horizon + 1}")
@@ -327,6 +334,7 @@ def predict_video(model: SpatioTemporalAutoencoder, source: Union[str, os.PathLi
         "size_hw": [h, w],
         "channels": fit.channels,
         "horizon": horizon,
+        "precision": "bf16 autocast" if bf16 else "float32",
         "max_flow_pixels": radius,
         "max_flow_source": "--max-flow" if max_flow is not None else "largest flow in the video",
         "figure_steps": chosen,

@@ -50,6 +50,8 @@ def register(subparsers) -> None:
     p.add_argument("--scale", type=number(1, 64, integer=True), default=None, metavar="N", help="magnify panels N times (default: to >= 128 px)")
     p.add_argument("--max-frames", type=number(1, 10**7, integer=True), default=None, metavar="N", help="read at most N frames of INPUT")
     p.add_argument("--force", action="store_true", help="overwrite existing outputs in --out")
+    p.add_argument("--bf16", action="store_true",
+                   help="stream under bfloat16 autocast: faster on CPUs with AVX512-BF16 or AMX, not exact (docs/performance.md)")
     p.set_defaults(func=run)
 
 
@@ -57,7 +59,8 @@ def run(args: argparse.Namespace) -> int:
     model = load_model(args.checkpoint)
     s = predict_video(model, args.input, args.out, index=args.index, size=args.size, horizon=args.horizon,
                       steps=args.steps, context=args.context, max_flow=args.max_flow, flo=args.flo, fps=args.fps,
-                      scale=args.scale, max_frames=args.max_frames, force=args.force)
+                      scale=args.scale, max_frames=args.max_frames, force=args.force,
+                      bf16=args.bf16)
     print(f"{s['frames']} frames ({s['frame_fit']}), horizon {s['horizon']}: mean squared error "
           f"{s['mean_l2_pred']:.5f} (copying frame t: {s['mean_l2_copy_last']:.5f}); "
           f"flow colour scale {s['max_flow_pixels']:.2f} px")

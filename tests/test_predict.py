@@ -9,6 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
+from stae import machine
 from stae.weights import save_model
 from stae.cli import main
 from stae.model.config import ModelConfig
@@ -106,6 +107,15 @@ def test_bf16_stream_stays_close_and_leaves_autocast_off(files, tmp_path):
     out = tmp_path / "bf16"
     assert main(["predict", str(ckpt), str(clip_path), "--out", str(out), "--bf16", "--context", "2"]) == 0
     assert json.loads((out / "predict.json").read_text())["precision"] == "bf16 autocast"
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_bf16_on_a_cpu_without_bf16_says_so(files, tmp_path, monkeypatch, capsys, native):
+    """--bf16 where bfloat16 would be emulated: one note on stderr, and the run still completes."""
+    _, ckpt, clip_path, _ = files
+    monkeypatch.setattr(machine, "native_bf16", lambda: native)
+    assert main(["predict", str(ckpt), str(clip_path), "--out", str(tmp_path / "o"), "--bf16", "--context", "2"]) == 0
+    assert ("no bfloat16 instructions" in capsys.readouterr().err) is not native
 
 
 def test_predict_horizon_cli(files, tmp_path):

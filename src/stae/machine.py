@@ -35,6 +35,16 @@ def cpu_flags() -> list[str]:
     return sorted(f for f in flags if f.startswith(("avx512", "amx", "avx2", "fma", "avx_vnni")))
 
 
+def native_bf16() -> bool:
+    """Whether the CPU computes in bfloat16 in hardware (AVX512-BF16 or AMX). Without either,
+    oneDNN emulates bfloat16 and autocast runs slower than float32: streaming under
+    ``--bf16`` was 13x slower than float32 on an AVX2-only AMD EPYC (docs/performance.md)."""
+    probes = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
+    if all(callable(p) for p in probes):
+        return any(p() for p in probes)
+    return bool({"avx512_bf16", "amx_bf16"} & set(_cpuinfo("flags").split()))
+
+
 def cores() -> int:
     """CPUs this process may use."""
     try:
@@ -58,6 +68,7 @@ def describe() -> dict[str, Any]:
         "cores_available": cores(),
         "torch_threads": torch.get_num_threads(),
         "cpu_flags": cpu_flags(),
+        "native_bf16": native_bf16(),
         "cuda": torch.cuda.is_available(),
         "torch": torch.__version__,
         "python": platform.python_version(),

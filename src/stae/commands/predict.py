@@ -4,7 +4,9 @@ docs/predict.md and :mod:`stae.predict`)."""
 from __future__ import annotations
 
 import argparse
+import sys
 
+from stae import machine
 from stae.weights import load_model
 from stae.commands import number, parse_size
 from stae.predict import predict_video
@@ -51,12 +53,15 @@ def register(subparsers) -> None:
     p.add_argument("--max-frames", type=number(1, 10**7, integer=True), default=None, metavar="N", help="read at most N frames of INPUT")
     p.add_argument("--force", action="store_true", help="overwrite existing outputs in --out")
     p.add_argument("--bf16", action="store_true",
-                   help="stream under bfloat16 autocast: faster on CPUs with AVX512-BF16 or AMX, not exact (docs/performance.md)")
+                   help="stream under bfloat16 autocast: faster on CPUs with AVX512-BF16 or AMX, slower without; not exact (docs/performance.md)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     model = load_model(args.checkpoint)
+    if args.bf16 and not machine.native_bf16():
+        print("stae predict: note: this CPU has no bfloat16 instructions (AVX512-BF16 or AMX): "
+              "--bf16 runs emulated, slower than float32", file=sys.stderr)
     s = predict_video(model, args.input, args.out, index=args.index, size=args.size, horizon=args.horizon,
                       steps=args.steps, context=args.context, max_flow=args.max_flow, flo=args.flo, fps=args.fps,
                       scale=args.scale, max_frames=args.max_frames, force=args.force,

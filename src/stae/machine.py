@@ -42,7 +42,7 @@ def native_bf16() -> bool:
     probes = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
     if all(callable(p) for p in probes):
         return any(p() for p in probes)
-    return bool({"avx512_bf16", "amx_bf16"} & set(_cpuinfo("flags").split()))
+    return bool({"avx512_bf16", "amx_bf16"} & set(cpu_flags()))
 
 
 def cores() -> int:

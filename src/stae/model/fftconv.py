@@ -254,8 +254,9 @@ def bf16_block_spectrum(k_spec: torch.Tensor) -> torch.Tensor:
 
     Torch sends a complex ``bmm`` to its BLAS (MKL), but a bfloat16 one to oneDNN, whose
     AVX512-BF16 kernels ran the streamed memory's mixing about 3x faster on an AMD EPYC that
-    has them (without them oneDNN emulates bfloat16, far slower: docs/performance.md). The price is bfloat16's 8-bit mantissa on the inputs and outputs of
-    the mixing (float32 accumulation): what bf16 autocast means for any matmul."""
+    has them (without them oneDNN emulates bfloat16, far slower: docs/performance.md). The
+    price is bfloat16's 8-bit mantissa on the inputs and outputs of the mixing (float32
+    accumulation): what bf16 autocast means for any matmul."""
     re, im = k_spec.real, k_spec.imag
     # rows (c_in, Re/Im), columns (c_out, Re/Im): the layout of torch.view_as_real, so that
     # neither side of the matmul needs its real and imaginary parts gathered

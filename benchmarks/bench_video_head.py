@@ -38,7 +38,7 @@ VARIANTS: list[tuple[str, dict]] = [
     ("image+mask+residual", {"head": "image"}),
     # recipe 3: the memory also reads the observed motion (docs/model.md#block-matching-option)
     ("image+mask+residual+block_matching", {"head": "image", "block_matching": True}),
-    # video-gray64's recipe 4: that motion refined by two Lucas-Kanade rounds
+    # video-gray64's recipes 4 and 6: that motion refined by two Lucas-Kanade rounds
     ("image+mask+residual+block_matching+refine", {"head": "image", "block_matching": True, "matching_refine": 2}),
 ]
 

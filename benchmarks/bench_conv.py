@@ -15,7 +15,11 @@ gets to it.
   wheels) and through oneDNN (``mkldnn_linear``), and the complex ``bmm`` of the streaming
   memory's per-frequency channel mixing (112 frequencies of (16 x 77) @ (77 x 180)); GFLOP/s
   counts 2 real flops per real multiply-add (8 per complex one). On CPUs where MKL does not
-  use its widest kernels (AMD) the two libraries differ by 2x or more.
+  use its widest kernels (AMD) the two libraries differ by 2x or more. The same mixing as
+  bfloat16 real block matrices (what bf16 streaming runs: ``bmm`` in oneDNN) and as a grouped
+  1x1 convolution (oneDNN's convolution kernels), the alternatives docs/performance.md weighs.
+* Streaming's direct alternative: the memory's convolution at batch 1 (one streamed frame),
+  fp32 and bf16.
 
     .venv/bin/python benchmarks/bench_conv.py [--repeats 5] [--out FILE]
 """
@@ -42,8 +46,8 @@ def conv_flops(batch: int, c_in: int, c_out: int, k: int, h: int, w: int) -> flo
     return 2.0 * batch * h * w * c_out * c_in * k * k
 
 
-def peak(repeats: int) -> list[dict]:
-    s = SHAPE
+def peak(repeats: int, batch: int = SHAPE["batch"]) -> list[dict]:
+    s = {**SHAPE, "batch": batch}
     g = torch.Generator().manual_seed(0)
     x = torch.rand(s["batch"], s["c_in"], s["h"], s["w"], generator=g)
     wt = torch.rand(s["c_out"], s["c_in"], s["k"], s["k"], generator=g) * 0.01
@@ -55,7 +59,7 @@ def peak(repeats: int) -> list[dict]:
                 xx = x.to(dtype).contiguous(memory_format=fmt)
                 ww = wt.to(dtype).contiguous(memory_format=fmt)
                 t = pc.summary(pc.timed(lambda: F.conv2d(xx, ww, padding=s["k"] // 2), repeats, warmup=2))
-                rows.append({"what": "F.conv2d (16,77,32,32) * (180,77,7,7)", "dtype": str(dtype).replace("torch.", ""),
+                rows.append({"what": f"F.conv2d ({batch},77,32,32) * (180,77,7,7)", "dtype": str(dtype).replace("torch.", ""),
                              "layout": fmt_name, "time_ms": 1e3 * t["median_s"], "gflops": flops / t["median_s"] / 1e9})
     return rows
 
@@ -65,8 +69,15 @@ def matmuls(repeats: int) -> list[dict]:
     a, b = torch.rand(1024, 1024, generator=g), torch.rand(1024, 1024, generator=g)
     xs = torch.randn(112, 16, 77, dtype=torch.complex64, generator=g)
     ws = torch.randn(112, 77, 180, dtype=torch.complex64, generator=g)
+    mixing, mix_flops = "spectral mixing 112 x (16,77) @ (77,180)", 8 * 112 * 16 * 77 * 180
+    xb = torch.cat([xs.real, xs.imag], -1).bfloat16()  # (F, N, 2 C_in)
+    wb = torch.cat([torch.cat([ws.real, ws.imag], -1), torch.cat([-ws.imag, ws.real], -1)], 1).bfloat16()
+    xg = xb.transpose(1, 2).reshape(1, -1, 16).contiguous()  # (1, F * 2 C_in, N): one group per frequency
+    wg = wb.transpose(1, 2).reshape(-1, 2 * 77, 1).contiguous()  # (F * 2 C_out, 2 C_in, 1)
     cases = [("GEMM 1024^3", "BLAS (torch.mm)", lambda: a @ b, 2 * 1024 ** 3),
-             ("spectral mixing 112 x (16,77) @ (77,180)", "complex bmm", lambda: torch.bmm(xs, ws), 8 * 112 * 16 * 77 * 180)]
+             (mixing, "complex bmm", lambda: torch.bmm(xs, ws), mix_flops),
+             (mixing, "bfloat16 block bmm (oneDNN)", lambda: torch.bmm(xb, wb), mix_flops),
+             (mixing, "bfloat16 grouped 1x1 conv (oneDNN)", lambda: F.conv1d(xg, wg, groups=112), mix_flops)]
     if torch.backends.mkldnn.is_available():
         am, bm = a.to_mkldnn(), b.t().contiguous().to_mkldnn()
         cases.insert(1, ("GEMM 1024^3", "oneDNN (mkldnn_linear)", lambda: torch._C._nn.mkldnn_linear(am, bm, None), 2 * 1024 ** 3))
@@ -74,7 +85,7 @@ def matmuls(repeats: int) -> list[dict]:
     with torch.inference_mode():
         for what, path, fn, flops in cases:
             t = pc.summary(pc.timed(fn, repeats, warmup=2))
-            rows.append({"what": what, "dtype": "float32", "layout": path, "time_ms": 1e3 * t["median_s"],
+            rows.append({"what": what, "dtype": "bfloat16" if "bfloat16" in path else "float32", "layout": path, "time_ms": 1e3 * t["median_s"],
                          "gflops": flops / t["median_s"] / 1e9})
     return rows
 
@@ -113,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     m = pc.machine()
     peaks = peak(args.repeats)
     best = max(peaks, key=lambda r: r["gflops"])
-    mems = memory_module(max(2, args.repeats // 2)) + matmuls(args.repeats)
+    mems = memory_module(max(2, args.repeats // 2)) + matmuls(args.repeats) + peak(args.repeats, batch=1)
     for r in peaks + mems:
         r["x_peak"] = r["gflops"] / best["gflops"]
     res = {"benchmark": "conv", "shape": SHAPE, "peak_gflops": best["gflops"],

@@ -562,6 +562,11 @@ def stage_video(ctx: Ctx) -> dict[str, Any]:
             "checkpoint": str(ckpt), "training": training_block(summary), "predict": rep, "figures": ["fig7.png"]}
 
 
+# What the OpenSTL and rollout stages keep of a 10 -> 10 evaluation: OpenSTL's MSE / MAE, and
+# SSIM and PSNR in both formulas (stae's Gaussian-window SSIM; OpenSTL's, as its table prints).
+ROLLOUT_METRICS = ("mse_per_frame", "mae_per_frame", "ssim", "ssim_openstl", "psnr", "psnr_openstl")
+
+
 def stage_openstl(ctx: Ctx) -> dict[str, Any]:
     rows: dict[str, Any] = {}
     notes = {"t3-both": "vanilla model trained on float frames with eq. (5) (Table 3's 'both' run)",
@@ -576,12 +581,11 @@ def stage_openstl(ctx: Ctx) -> dict[str, Any]:
         model, _ = load_run_model(ctx, name)
         res = rep["results"]
         rows[name] = {"status": "measured", "note": notes[name], "params": n_params(model),
-                      "metrics": {k: res["model"][k] for k in ("mse_per_frame", "mae_per_frame", "ssim", "psnr")},
+                      "metrics": {k: res["model"][k] for k in ROLLOUT_METRICS},
                       "training": training_block(summary),
                       "budget_vs_openstl": {"params_ratio": n_params(model) / OPENSTL_CONVLSTM["params"],
                                             "sequences_ratio": summary["sequences_seen"] / OPENSTL_CONVLSTM["sequences_seen"]}}
-        baselines = baselines or {m: {k: res[m][k] for k in ("mse_per_frame", "mae_per_frame", "ssim", "psnr")}
-                                  for m in ("copy_last", "dis")}
+        baselines = baselines or {m: {k: res[m][k] for k in ROLLOUT_METRICS} for m in ("copy_last", "dis")}
     return {"what": "OpenSTL's Moving MNIST protocol: feed 10 float frames, predict 10 by feeding predictions back; "
                     "MSE and MAE summed over a frame's 4,096 pixels, SSIM, PSNR, averaged over frames and sequences",
             "test_set": {"split": "test", "seed": 2, "sequences": ctx.budget.rollout_clips, "binary": False,
@@ -715,7 +719,7 @@ def stage_rollout(ctx: Ctx) -> dict[str, Any]:
                            "sigmoid output; fine-tuned from vanilla-mmnist")
     rep = cached_eval(ctx, ROLLOUT_RUN, "rollout", False, ctx.budget.rollout_clips)
     model, _ = load_run_model(ctx, ROLLOUT_RUN)
-    keys = ("mse_per_frame", "mae_per_frame", "ssim", "psnr")
+    keys = ROLLOUT_METRICS
     res = rep["results"]
     from stae.training.run_dir import read_resolved
     from stae.weights import metadata_json

@@ -88,3 +88,15 @@ def test_readme_table_between_the_marks(tmp_path):
     assert update_readme("no marks\n", tmp_path, runs) == "no marks\n"
     bce = json.loads((tmp_path / "table2.json").read_text())["models"]["conv-1enc-1lstm"]["bce"]
     assert f"**{bce:.4g}**" in new
+
+
+def test_rollout_section_of_a_model_trained_from_a_fresh_start(tmp_path):
+    ro = json.loads((RESULTS / "rollout.json").read_text())
+    ro["pretraining"] = {"init_weights": None, "training": None}
+    ro["total_minutes"] = ro["training"]["minutes"]
+    (tmp_path / "rollout.json").write_text(json.dumps(ro))
+    section = render_report(tmp_path, quick=True, runs=runs_of(RESULTS)).split("## Ten frames ahead")[1]
+    t = ro["training"]
+    assert "was trained from a fresh start by rollout training" in section and "fine-tun" not in section
+    assert f"| {t['sequences_seen']:,} x {t['clip_frames']} frames, " in section  # no pretraining term
+    assert "after the starting model" not in section

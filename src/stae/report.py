@@ -414,8 +414,8 @@ def _rollout_section(ro: Optional[dict[str, Any]]) -> list[str]:
         return L + NOT_YET_RUN
     t, pre, mt, o = ro["training"], (ro.get("pretraining") or {}).get("training") or {}, ro["metrics"], ro["openstl_convlstm"]
     seen = t["sequences_seen"] + pre.get("sequences_seen", 0)
-    budget = (f"{pre.get('sequences_seen', 0):,} x {pre.get('clip_frames', '–')} frames + "
-              f"{t['sequences_seen']:,} x {t['clip_frames']} frames, {_f(ro['total_minutes'], 4)} min")
+    budget = (f"{pre['sequences_seen']:,} x {pre.get('clip_frames', '–')} frames + " if pre else "") + (
+        f"{t['sequences_seen']:,} x {t['clip_frames']} frames, {_f(ro['total_minutes'], 4)} min")
     L += ["OpenSTL's protocol: 10 float frames in, 10 out by feeding predictions back; MSE and MAE are the "
           "squared / absolute error summed over a frame's 4,096 pixels (predictions not clipped), averaged over "
           "frames and sequences. VPN's: BCE in nats of the model's probabilities against the frames binarised "
@@ -433,24 +433,30 @@ def _rollout_section(ro: Optional[dict[str, Any]]) -> list[str]:
     sh = ro["shipped"]
     return L + ["", f"Test data: the first {ro['test_set']['sequences']} sequences of the test split (seed 2: "
                 f"{ro['test_set']['generator']}), never used for training, validation or choices. rollout-mmnist "
-                f"({t.get('preset', '–')}) was fine-tuned from "
-                f"`{ro['pretraining']['init_weights']}` by rollout training (configs/rollout-mmnist.yaml, "
+                f"({t.get('preset', '–')}) was {_rollout_origin(ro)} by rollout training (configs/rollout-mmnist.yaml, "
                 f"docs/training.md#rollout-training): {t['updates']} updates x {t['batch_size']} clips, "
-                f"{_f(t['minutes'], 4)} min, after the starting model's own {pre.get('updates', '–')} updates x "
-                f"{pre.get('batch_size', '–')} ({_f(pre.get('minutes'), 4)} min); {seen:,} sequences in all, "
-                f"{_f(ro['total_minutes'], 4)} min{_machine_note(t)}. Shipped as `{sh['name']}`: "
+                f"{_f(t['minutes'], 4)} min"
+                + (f", after the starting model's own {pre.get('updates', '–')} updates x {pre.get('batch_size', '–')} "
+                   f"({_f(pre.get('minutes'), 4)} min)" if pre else "")
+                + f"; {seen:,} sequences in all, {_f(ro['total_minutes'], 4)} min{_machine_note(t, 'the fine-tuning' if pre else 'the training')}. "
+                f"Shipped as `{sh['name']}`: "
                 f"{sh['path']}, {sh['bytes']:,} bytes, sha256 `{sh['sha256'][:16]}…`, from step "
                 f"{sh['checkpoint_step']} (best validation rollout loss).", ""]
 
 
-def _machine_note(t: dict[str, Any]) -> str:
+def _rollout_origin(ro: dict[str, Any]) -> str:
+    init = (ro.get("pretraining") or {}).get("init_weights")
+    return f"fine-tuned from `{init}`" if init else "trained from a fresh start"
+
+
+def _machine_note(t: dict[str, Any], what: str) -> str:
     """Where a run trained, for a sentence: cores, CPU, threads and the load it shared the cores with."""
     m = t.get("machine")
     if not m:
         return ""
     la = t.get("load_average_start"), t.get("load_average_end")
     load = f", load average {la[0][0]} at its start and {la[1][0]} at its end" if all(la) else ""
-    return (f" (the fine-tuning: {m.get('cores_available', '–')} CPU cores, {m.get('cpu', '–')}, "
+    return (f" ({what}: {m.get('cores_available', '–')} CPU cores, {m.get('cpu', '–')}, "
             f"{t.get('threads', '–')} thread, no GPU, shared with other jobs{load})")
 
 

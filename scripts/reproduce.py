@@ -177,12 +177,17 @@ class Ctx:
 def carry_over(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
     """``new`` with each row it could not measure (its run is missing: --no-train) replaced by
     the row of the previous JSON of the stage, marked ``kept_from`` with that JSON's date, so
-    that re-running a stage for one run does not lose the others' measurements."""
+    that re-running a stage for one run does not lose the others' measurements; a model scored
+    from its shipped weights keeps the machine of its training from the previous JSON when the
+    weights are the same file."""
     for key in ("models", "losses"):
         for name, row in (new.get(key) or {}).items():
             prev = (old.get(key) or {}).get(name)
             if isinstance(row, dict) and row.get("status") == "not yet run" and (prev or {}).get("status") == "measured":
                 new[key][name] = {**prev, "kept_from": prev.get("kept_from", old.get("written_utc"))}
+    same_weights = (new.get("shipped") or {}).get("sha256") == (old.get("shipped") or {}).get("sha256") is not None
+    if new.get("stand_in") and same_weights and "machine" in (old.get("training") or {}):
+        new["training"].setdefault("machine", old["training"]["machine"])  # weights' metadata omit the machine
     return new
 
 
@@ -290,10 +295,48 @@ def ensure_run(ctx: Ctx, name: str) -> Optional[dict[str, Any]]:
     return None
 
 
+# With --no-train, the OpenSTL and rollout stages score a run whose directory is absent (a clean
+# clone) from its shipped weights: they are that run's best checkpoint, and their metadata carries
+# its training summary (without the machine it ran on).
+SHIPPED_AS = {"t2-vanilla-flow": "vanilla-mmnist", "rollout-mmnist": "rollout-mmnist"}
+
+
+def shipped_stand_in(ctx: Ctx, name: str) -> Optional[Path]:
+    """The shipped weights standing in for run ``name``, or None (it is trained, or may be)."""
+    path = ctx.weights_dir / f"{SHIPPED_AS.get(name, '-')}.safetensors"
+    if ctx.train or name not in SHIPPED_AS or (ctx.runs / name).exists() or not path.is_file():
+        return None
+    return path
+
+
+def ensure_run_or_shipped(ctx: Ctx, name: str) -> Optional[dict[str, Any]]:
+    """:func:`ensure_run`, or the training summary stored in the weights standing in for the run
+    (:func:`shipped_stand_in`), with ``stand_in`` naming them."""
+    from stae.weights import metadata_json
+
+    path = shipped_stand_in(ctx, name)
+    if path is None:
+        return ensure_run(ctx, name)
+    ctx.log(f"  run {name}: absent (--no-train); scoring its shipped weights {path}")
+    return {**(metadata_json(path, "stae_training") or {}), "stand_in": rel_to_root(path)}
+
+
+def rel_to_root(path: Path) -> str:
+    return str(path.relative_to(ROOT) if path.is_relative_to(ROOT) else path)
+
+
 def load_run_model(ctx: Ctx, name: str):
     from stae.weights import load_model, resolve_checkpoint
-    path = resolve_checkpoint(ctx.runs / name)
+    path = shipped_stand_in(ctx, name) or resolve_checkpoint(ctx.runs / name)
     return load_model(path), path
+
+
+def run_best_step(ctx: Ctx, name: str) -> Optional[int]:
+    """The step of run ``name``'s best checkpoint (of its stand-in: from the weights' metadata)."""
+    from stae.weights import metadata_json
+
+    path = shipped_stand_in(ctx, name)
+    return best_step(ctx.runs / name) if path is None else (metadata_json(path, "stae_training") or {}).get("best_step")
 
 
 def best_step(run_dir: Path) -> Optional[int]:
@@ -312,7 +355,7 @@ def cached_eval(ctx: Ctx, name: str, mode: str, binary: bool, limit: int, lines:
     from stae.evaluate import evaluate
 
     key = f"eval-{mode}-{'binary' if binary else 'float'}{'-lines' if lines else ''}-{limit}.json"
-    path = ctx.runs / name / key
+    path = (ctx.runs / name if shipped_stand_in(ctx, name) is None else ctx.runs / "shipped-weights" / name) / key
     if path.is_file():
         return json.loads(path.read_text())
     model, ckpt = load_run_model(ctx, name)
@@ -321,10 +364,11 @@ def cached_eval(ctx: Ctx, name: str, mode: str, binary: bool, limit: int, lines:
     torch.set_num_threads(1)
     rep = evaluate(model, ds, context=10, mode=mode, horizon=10, batch_size=8, limit=limit,
                    baselines=("copy_last", "dis"), binary=binary)
-    rep = {"checkpoint": str(ckpt), "checkpoint_step": best_step(ctx.runs / name),
+    rep = {"checkpoint": str(ckpt), "checkpoint_step": run_best_step(ctx, name),
            "test_set": {"split": "test", "seed": 2, "sequences": limit, "binary": binary, "lines": lines,
                         "digits": "test digits (never seen in training)"},
            "seconds": round(time.time() - t0, 1), **rep}
+    path.parent.mkdir(parents=True, exist_ok=True)
     write_json(path, rep)
     return rep
 
@@ -573,7 +617,7 @@ def stage_openstl(ctx: Ctx) -> dict[str, Any]:
              SHIP_RUN: "vanilla model trained on BINARY frames (the shipped Table 2 run), evaluated on float frames"}
     baselines = None
     for name in ("t3-both", SHIP_RUN):
-        summary = ensure_run(ctx, name)
+        summary = ensure_run_or_shipped(ctx, name)
         if summary is None:
             rows[name] = {"status": "not yet run", "note": notes[name]}
             continue
@@ -582,7 +626,7 @@ def stage_openstl(ctx: Ctx) -> dict[str, Any]:
         res = rep["results"]
         rows[name] = {"status": "measured", "note": notes[name], "params": n_params(model),
                       "metrics": {k: res["model"][k] for k in ROLLOUT_METRICS},
-                      "training": training_block(summary),
+                      "training": training_block(summary), **({"stand_in": summary["stand_in"]} if "stand_in" in summary else {}),
                       "budget_vs_openstl": {"params_ratio": n_params(model) / OPENSTL_CONVLSTM["params"],
                                             "sequences_ratio": summary["sequences_seen"] / OPENSTL_CONVLSTM["sequences_seen"]}}
         baselines = baselines or {m: {k: res[m][k] for k in ROLLOUT_METRICS} for m in ("copy_last", "dis")}
@@ -704,27 +748,34 @@ def ship_weights(ctx: Ctx, run: str, name: str, data: str, extra: Optional[dict[
     save_model(dest, model, meta)
     back = load_model(dest)
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), back.state_dict().values()))
+    return weights_info(dest, name, run, best_step(ctx.runs / run), model, source_checkpoint=str(ckpt))
+
+
+def weights_info(dest: Path, name: str, run: str, step: Optional[int], model, **extra: Any) -> dict[str, Any]:
+    """What the results say of a shipped weights file."""
     data_bytes = dest.read_bytes()
-    return {"name": name, "path": str(dest.relative_to(ROOT) if dest.is_relative_to(ROOT) else dest),
-            "bytes": len(data_bytes), "sha256": hashlib.sha256(data_bytes).hexdigest(), "source_checkpoint": str(ckpt),
-            "run": run, "checkpoint_step": best_step(ctx.runs / run), "params": n_params(model)}
+    return {"name": name, "path": rel_to_root(dest), "bytes": len(data_bytes),
+            "sha256": hashlib.sha256(data_bytes).hexdigest(), **extra, "run": run, "checkpoint_step": step,
+            "params": n_params(model)}
 
 
 def stage_rollout(ctx: Ctx) -> dict[str, Any]:
-    summary = ensure_run(ctx, ROLLOUT_RUN)
-    if summary is None:
-        return {"status": "not yet run"}
-    shipped = ship_weights(ctx, ROLLOUT_RUN, "rollout-mmnist",
-                           "float Moving MNIST 64x64, two digits (stae generator, training digits), 10 -> 10, "
-                           "sigmoid output; fine-tuned from vanilla-mmnist")
-    rep = cached_eval(ctx, ROLLOUT_RUN, "rollout", False, ctx.budget.rollout_clips)
-    model, _ = load_run_model(ctx, ROLLOUT_RUN)
-    keys = ROLLOUT_METRICS
-    res = rep["results"]
-    from stae.training.run_dir import read_resolved
     from stae.weights import metadata_json
 
-    init = read_resolved(ctx.runs / ROLLOUT_RUN)["train"].get("init_weights")
+    summary = ensure_run_or_shipped(ctx, ROLLOUT_RUN)
+    if summary is None:
+        return {"status": "not yet run"}
+    model, path = load_run_model(ctx, ROLLOUT_RUN)
+    init = (summary.get("rollout") or {}).get("init_weights")
+    if "stand_in" in summary:
+        shipped = weights_info(path, "rollout-mmnist", ROLLOUT_RUN, summary.get("best_step"), model)
+    else:
+        shipped = ship_weights(ctx, ROLLOUT_RUN, "rollout-mmnist",
+                               "float Moving MNIST 64x64, two digits (stae generator, training digits), 10 -> 10, "
+                               "sigmoid output" + (f"; fine-tuned from {init}" if init else ""))
+    rep = cached_eval(ctx, ROLLOUT_RUN, "rollout", False, ctx.budget.rollout_clips)
+    keys = ROLLOUT_METRICS
+    res = rep["results"]
     pre = metadata_json(init, "stae_training") if init else None  # the starting model's own training
     minutes = summary.get("minutes", 0.0) + ((pre or {}).get("minutes") or 0.0)
     return {"what": "rollout-mmnist (issue 15): 10 float frames in, 10 out by feeding predictions back; OpenSTL's "
@@ -733,6 +784,7 @@ def stage_rollout(ctx: Ctx) -> dict[str, Any]:
             "test_set": {"split": "test", "seed": 2, "sequences": ctx.budget.rollout_clips,
                          "generator": "stae's (OpenSTL's motion model, test digits), not OpenSTL's own test file"},
             "shipped": shipped, "params": n_params(model), "training": training_block(summary),
+            **({"stand_in": summary["stand_in"]} if "stand_in" in summary else {}),
             "pretraining": {"init_weights": init, "training": pre}, "total_minutes": minutes,
             "metrics": {**{k: res["model"][k] for k in keys}, "nats_per_frame": vpn_nats(model, ctx.budget.rollout_clips)},
             "baselines": {m: {k: res[m][k] for k in keys} for m in ("copy_last", "dis")},

@@ -4,15 +4,16 @@ quick mode's weights folder, scores it by OpenSTL's and VPN's protocols, renders
 import json
 
 import torch
-import yaml
 
-from stae.weights import load_model, read_metadata
-from tests.helpers import fake_run, quick
+from stae.model import SpatioTemporalAutoencoder
+from stae.weights import load_model, read_metadata, save_model
+from tests.helpers import fake_run, quick, tiny_config
 
 
 def test_rollout_stage_ships_and_scores_a_run(tmp_path):
     run = fake_run(tmp_path / "runs", "rollout-mmnist")
-    (run / "resolved.yaml").write_text(yaml.safe_dump({"train": {"init_weights": "vanilla-mmnist"}}))
+    summary = json.loads((run / "result.json").read_text())  # as stae.training.summary writes a rollout run's
+    (run / "result.json").write_text(json.dumps({**summary, "rollout": {"init_weights": "vanilla-mmnist"}}))
     quick(tmp_path, "--stages", "rollout")
     out = tmp_path / "results"
     ro = json.loads((out / "rollout.json").read_text())
@@ -29,3 +30,28 @@ def test_rollout_stage_ships_and_scores_a_run(tmp_path):
     text = (out / "results.md").read_text()
     assert "## Ten frames ahead: rollout-mmnist (issue 15)" in text
     assert "| Pătrăucean et al. (this paper) (VPN's table" in text and "| OpenSTL ConvLSTM (published) | 15,000,000 |" in text
+
+
+def test_without_runs_the_rollout_and_openstl_stages_score_the_shipped_weights(tmp_path):
+    """--no-train, no run directories: the weights in the weights folder stand in for the runs
+    (their metadata hold the training summary); nothing is re-shipped."""
+    weights = tmp_path / "results" / "weights"
+    training = {"preset": "conv-1enc-1lstm", "updates": 4, "batch_size": 2, "sequences_seen": 8, "clip_frames": 20,
+                "minutes": 3.0, "best_step": 4}
+    for name in ("rollout-mmnist", "vanilla-mmnist"):
+        save_model(weights / f"{name}.safetensors", SpatioTemporalAutoencoder(tiny_config(output="sigmoid")),
+                   {"stae_name": name, "stae_training": json.dumps(training)})
+    before = {p.name: p.read_bytes() for p in weights.iterdir()}
+    quick(tmp_path, "--stages", "rollout", "openstl")
+    out = tmp_path / "results"
+    ro = json.loads((out / "rollout.json").read_text())
+    assert ro["stand_in"] == str(weights / "rollout-mmnist.safetensors") and ro["shipped"]["checkpoint_step"] == 4
+    assert ro["pretraining"] == {"init_weights": None, "training": None} and ro["total_minutes"] == 3.0
+    assert {"ssim_openstl", "psnr_openstl", "nats_per_frame"} <= set(ro["metrics"])
+    assert {p.name: p.read_bytes() for p in weights.iterdir()} == before
+    os_ = json.loads((out / "openstl.json").read_text())["models"]
+    assert os_["t2-vanilla-flow"]["stand_in"] == str(weights / "vanilla-mmnist.safetensors")
+    assert os_["t2-vanilla-flow"]["training"]["sequences_seen"] == 8 and os_["t3-both"]["status"] == "not yet run"
+    text = (out / "results.md").read_text()
+    assert "was trained from a fresh start by rollout training" in text and "scored from these shipped weights" in text
+    assert "(scored from its shipped weights, " in text

@@ -342,7 +342,8 @@ def _openstl_section(os_: Optional[dict[str, Any]]) -> list[str]:
             L.append(f"| {name}: {r['note']} | | not yet run | | | | | | |")
             continue
         mt = r["metrics"]
-        kept = f" (kept from the stage's run of {r['kept_from'][:10]})" if r.get("kept_from") else ""
+        kept = (f" (kept from the stage's run of {r['kept_from'][:10]})" if r.get("kept_from") else
+                f" (scored from its shipped weights, {r['stand_in']})" if r.get("stand_in") else "")
         L.append(f"| {name}: {r['note']}{kept} | {r['params']:,} | {r['training']['sequences_seen']:,} | "
                  f"{_bench_cells(mt)} |")
     for m, r in (os_.get("baselines") or {}).items():
@@ -441,7 +442,9 @@ def _rollout_section(ro: Optional[dict[str, Any]]) -> list[str]:
                 + f"; {seen:,} sequences in all, {_f(ro['total_minutes'], 4)} min{_machine_note(t, 'the fine-tuning' if pre else 'the training')}. "
                 f"Shipped as `{sh['name']}`: "
                 f"{sh['path']}, {sh['bytes']:,} bytes, sha256 `{sh['sha256'][:16]}…`, from step "
-                f"{sh['checkpoint_step']} (best validation rollout loss).", ""]
+                f"{sh['checkpoint_step']} (best validation rollout loss)"
+                + ("; scored from these shipped weights (the run directory was not at hand)" if ro.get("stand_in") else "")
+                + ".", ""]
 
 
 def _rollout_origin(ro: dict[str, Any]) -> str:

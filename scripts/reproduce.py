@@ -298,7 +298,7 @@ def ensure_run(ctx: Ctx, name: str) -> Optional[dict[str, Any]]:
 # With --no-train, the OpenSTL and rollout stages score a run whose directory is absent (a clean
 # clone) from its shipped weights: they are that run's best checkpoint, and their metadata carries
 # its training summary (without the machine it ran on).
-SHIPPED_AS = {"t2-vanilla-flow": "vanilla-mmnist", "rollout-mmnist": "rollout-mmnist"}
+SHIPPED_AS = {SHIP_RUN: "vanilla-mmnist", ROLLOUT_RUN: "rollout-mmnist"}
 
 
 def shipped_stand_in(ctx: Ctx, name: str) -> Optional[Path]:

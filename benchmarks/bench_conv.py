@@ -37,6 +37,7 @@ import perf_common as pc  # noqa: E402  (first: sets OMP_WAIT_POLICY before torc
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
+from stae.model.fftconv import bf16_block_spectrum  # noqa: E402
 from stae.model.memory import ConvLSTMMemory  # noqa: E402
 
 SHAPE = dict(batch=16, c_in=77, c_out=180, k=7, h=32, w=32)
@@ -70,8 +71,8 @@ def matmuls(repeats: int) -> list[dict]:
     xs = torch.randn(112, 16, 77, dtype=torch.complex64, generator=g)
     ws = torch.randn(112, 77, 180, dtype=torch.complex64, generator=g)
     mixing, mix_flops = "spectral mixing 112 x (16,77) @ (77,180)", 8 * 112 * 16 * 77 * 180
-    xb = torch.cat([xs.real, xs.imag], -1).bfloat16()  # (F, N, 2 C_in)
-    wb = torch.cat([torch.cat([ws.real, ws.imag], -1), torch.cat([-ws.imag, ws.real], -1)], 1).bfloat16()
+    wb = bf16_block_spectrum(ws)  # the bf16 streaming path's kernel: (F, 2 C_in, 2 C_out)
+    xb = torch.view_as_real(xs).reshape(112, 16, 2 * 77).bfloat16()  # its input layout
     xg = xb.transpose(1, 2).reshape(1, -1, 16).contiguous()  # (1, F * 2 C_in, N): one group per frequency
     wg = wb.transpose(1, 2).reshape(-1, 2 * 77, 1).contiguous()  # (F * 2 C_out, 2 C_in, 1)
     cases = [("GEMM 1024^3", "BLAS (torch.mm)", lambda: a @ b, 2 * 1024 ** 3),

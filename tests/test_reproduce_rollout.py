@@ -32,15 +32,18 @@ def test_rollout_stage_ships_and_scores_a_run(tmp_path):
     assert "| Pătrăucean et al. (this paper) (VPN's table" in text and "| OpenSTL ConvLSTM (published) | 15,000,000 |" in text
 
 
+# The training summary a shipped weights file carries in its metadata (scripts/reproduce.py ship_weights).
+SHIPPED_TRAINING = {"preset": "conv-1enc-1lstm", "updates": 4, "batch_size": 2, "sequences_seen": 8, "clip_frames": 20,
+                    "minutes": 3.0, "best_step": 4}
+
+
 def test_without_runs_the_rollout_and_openstl_stages_score_the_shipped_weights(tmp_path):
     """--no-train, no run directories: the weights in the weights folder stand in for the runs
     (their metadata hold the training summary); nothing is re-shipped."""
     weights = tmp_path / "results" / "weights"
-    training = {"preset": "conv-1enc-1lstm", "updates": 4, "batch_size": 2, "sequences_seen": 8, "clip_frames": 20,
-                "minutes": 3.0, "best_step": 4}
     for name in ("rollout-mmnist", "vanilla-mmnist"):
         save_model(weights / f"{name}.safetensors", SpatioTemporalAutoencoder(tiny_config(output="sigmoid")),
-                   {"stae_name": name, "stae_training": json.dumps(training)})
+                   {"stae_name": name, "stae_training": json.dumps(SHIPPED_TRAINING)})
     before = {p.name: p.read_bytes() for p in weights.iterdir()}
     quick(tmp_path, "--stages", "rollout", "openstl")
     out = tmp_path / "results"
@@ -55,3 +58,23 @@ def test_without_runs_the_rollout_and_openstl_stages_score_the_shipped_weights(t
     text = (out / "results.md").read_text()
     assert "was trained from a fresh start by rollout training" in text and "scored from these shipped weights" in text
     assert "(scored from its shipped weights, " in text
+
+
+def test_a_stand_in_keeps_the_machine_of_the_same_weights_from_the_previous_json(tmp_path):
+    """Weights' metadata omit the machine a run trained on; re-scoring the same file keeps it from
+    the stage's previous JSON, and other weights do not inherit it."""
+    weights = tmp_path / "results" / "weights" / "rollout-mmnist.safetensors"
+    meta = {"stae_name": "rollout-mmnist", "stae_training": json.dumps(SHIPPED_TRAINING)}
+    save_model(weights, SpatioTemporalAutoencoder(tiny_config(output="sigmoid")), meta)
+    quick(tmp_path, "--stages", "rollout")
+    path = tmp_path / "results" / "rollout.json"
+    ro = json.loads(path.read_text())
+    assert "machine" not in ro["training"]
+    ro["training"]["machine"] = {"cpu": "the training machine"}
+    path.write_text(json.dumps(ro))
+    quick(tmp_path, "--stages", "rollout", "--force")
+    assert json.loads(path.read_text())["training"]["machine"] == {"cpu": "the training machine"}
+    torch.manual_seed(1)
+    save_model(weights, SpatioTemporalAutoencoder(tiny_config(output="sigmoid")), meta)  # other weights
+    quick(tmp_path, "--stages", "rollout", "--force")
+    assert "machine" not in json.loads(path.read_text())["training"]

@@ -355,9 +355,12 @@ def _tile_dft(tp: TilePlan, device: torch.device, dtype: torch.dtype):
 
     * ``ex`` (2m, s) real: the forward DFT along x onto the half spectrum, real parts in the
       first m rows and imaginary parts below; ``ey`` (n, s) complex: along y;
-    * ``gy`` (t, n) complex: the inverse along y at the tile's t valid rows; ``gx_re``,
-      ``gx_im`` (t, m) real: the inverse along x from the half spectrum (Hermitian weights 1
-      for the DC and Nyquist columns, 2 for the others) at the t valid columns, with 1/n^2."""
+    * ``gy`` (t, n) complex: the inverse along y at the tile's t valid rows; ``gx`` (t, m)
+      complex: the inverse along x from the half spectrum (Hermitian weights 1 for the DC and
+      Nyquist columns, 2 for the others) at the t valid columns, with 1/n^2, whose product's
+      real part is the output (one complex matmul: taking ``.real`` and ``.imag`` of the
+      half-transformed maps first made strided copies: 0.72 against 0.47 ms for the inverse of
+      the vanilla memory's streamed step at one thread on a Zen 4 EPYC)."""
     n, t, m = tp.n, tp.tile, tp.n // 2 + 1
     s = t + 2 * (tp.k // 2)
     c128 = torch.complex128
@@ -372,8 +375,7 @@ def _tile_dft(tp: TilePlan, device: torch.device, dtype: torch.dtype):
     gx = _dft_matrix(n, m, t, torch.device("cpu"), c128, 0) * (wv / (n * n))  # (t, m)
     cdt = _complex_dtype(dtype)
     return (torch.cat([fx.real, fx.imag]).to(device=device, dtype=dtype), ey.to(device=device, dtype=cdt),
-            gy.to(device=device, dtype=cdt), gx.real.to(device=device, dtype=dtype).contiguous(),
-            gx.imag.to(device=device, dtype=dtype).contiguous())
+            gy.to(device=device, dtype=cdt), gx.to(device=device, dtype=cdt))
 
 
 def tiled_conv2d(x: torch.Tensor, k_spec: torch.Tensor, tp: TilePlan, bias: Optional[torch.Tensor] = None,
@@ -395,7 +397,7 @@ def tiled_conv2d(x: torch.Tensor, k_spec: torch.Tensor, tp: TilePlan, bias: Opti
     t, p, n, m = tp.tile, tp.k // 2, tp.n, tp.n // 2 + 1
     ty, tx = -(-h // t), -(-w // t)
     rdt = _real_dtype(x.dtype)
-    ex, ey, gy, gx_re, gx_im = _tile_dft(tp, x.device, rdt)
+    ex, ey, gy, gx = _tile_dft(tp, x.device, rdt)
     with torch.autocast(x.device.type, enabled=False):
         xp = F.pad(x.to(rdt), (p, p + tx * t - w, p, p + ty * t - h))
         tiles = xp.unfold(2, t + 2 * p, t).unfold(3, t + 2 * p, t)  # (N, C, ty, tx, s, s)
@@ -407,7 +409,7 @@ def tiled_conv2d(x: torch.Tensor, k_spec: torch.Tensor, tp: TilePlan, bias: Opti
         y = spectral_mix(spec, k_spec)  # (F, N ty tx, C_out)
         c_out = y.shape[-1]
         z = (gy @ y.view(n, -1)).view(t, m, -1)  # inverse along y, valid rows: (t, m, N ty tx C_out)
-        out = torch.matmul(gx_re, z.real) - torch.matmul(gx_im, z.imag)  # along x, Re: (t, t, N ty tx C_out)
+        out = torch.matmul(gx, z).real  # along x, the real part: (t, t, N ty tx C_out)
         # (t_y, t_x, N, ty, tx, G, C_out / G) -> (G, N, ty t_y, tx t_x, C_out / G): channel runs stay contiguous
         out = out.view(t, t, n_b, ty, tx, groups, c_out // groups).permute(5, 2, 3, 0, 4, 1, 6)
         out = out.reshape(groups, n_b, ty * t, tx * t, c_out // groups)[:, :, :h, :w]

@@ -259,3 +259,32 @@ def test_vpn_nats_bound_scores_one_step_and_rollout_on_the_same_frames(tmp_path)
         assert one[0] == pytest.approx(fed[0], rel=1e-6)
         assert one[1] != pytest.approx(fed[1], rel=1e-6)  # frame 11: true frame 10 vs the model's own
         assert r["rollout"]["nats_per_frame"] == pytest.approx(sum(fed) / 10, rel=1e-12)
+
+
+def test_one_step_floor_scores_a_zero_flow_model_like_the_zero_flow(tmp_path):
+    """benchmarks/one_step_floor.py (run as a script, a tiny untrained model, whose Theta ends in
+    a zero 1x1 convolution: its flow is exactly zero): the model's flow error equals the zero
+    flow's, the constant-velocity guess beats the zero flow on Moving MNIST, and with no
+    reconstruction time the encoder-decoder's score is unchanged."""
+    import json
+    import subprocess
+    import sys
+
+    from stae.model import build_model
+    from stae.weights import save_model
+    from tests.helpers import tiny_config
+
+    torch.manual_seed(0)
+    weights = save_model(tmp_path / "m.safetensors", build_model(tiny_config(output="sigmoid")))
+    out = tmp_path / "floor.json"
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "one_step_floor.py"
+    run = subprocess.run([sys.executable, str(script), str(weights), "--minutes", "0", "--out", str(out)],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout + run.stderr
+    r = json.loads(out.read_text())["rows"][str(weights)]
+    epe = r["flow_epe_digit_px"]
+    assert epe["model"] == epe["zero_flow"]
+    assert 0 < epe["constant_velocity"] < epe["zero_flow"]
+    rec = r["reconstruction_training"]
+    assert rec["updates"] == 0 and rec["mse_per_frame_after"] == rec["mse_per_frame_before"]
+    assert math.isfinite(r["one_step_mse_per_frame"]) and math.isfinite(r["current_frame_redrawn_mse_per_frame"])

@@ -10,8 +10,9 @@ split), for each model and each of frames 10..19 predicted from the true frames 
 * the predicted flow's end-point error on the digit pixels of the predicted frame (image pixels),
   beside the zero flow's and the constant-velocity guess's (each digit pixel of the predicted
   frame moved by its digit's displacement of the step before: wrong only at a bounce);
-* E and D trained afresh (from the model's weights) to reconstruct single training frames for
-  ``--minutes``: what the encoder-decoder can draw when nothing is uncertain.
+* E and D trained afresh (from the model's weights) for ``--minutes`` each to redraw single
+  training frames, and to draw them moved by a known whole-pixel shift through the model's warp:
+  what the encoder, warp and decoder can draw when the flow is exact.
 
     .venv/bin/python benchmarks/one_step_floor.py [MODEL ...] [--minutes 4] [--out FILE]
 
@@ -34,6 +35,7 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "results" / "one_step_floor.json"
 CLIPS, CONTEXT, HORIZON = 96, 10, 10
+MAX_SHIFT = 4  # image pixels: about the digits' speed (0.1 of the 36-pixel free canvas per frame)
 
 
 @torch.no_grad()
@@ -59,30 +61,56 @@ def one_step(model, frames: torch.Tensor, flow: torch.Tensor, guess: torch.Tenso
                                   "constant_velocity": epe(prev_flow, true_flow, digit)}}
 
 
-def reconstruct(model, val_frames: torch.Tensor, minutes: float, seed: int = 0) -> dict:
-    """Train copies of E and D (Adam 1e-3, BCE, 8 training clips = 160 frames per update) to
-    redraw single training frames for ``minutes``; MSE per frame on ``val_frames`` before and after."""
+def train_to_draw(model, val_frames: torch.Tensor, minutes: float, max_shift: int, seed: int = 0) -> dict:
+    """Train copies of E and D (Adam 1e-3, BCE, 8 training clips = 160 frames per update) for
+    ``minutes`` to draw a frame moved by a known whole-pixel shift, uniform in
+    [-max_shift, max_shift]^2 per frame, through the model's own warp of its features (the shift
+    halved onto the feature grid: a half feature pixel when it is odd); 0: redraw the frame
+    itself. The target is the frame moved exactly (no interpolation). MSE per frame on
+    ``val_frames`` (with shifts drawn once) before and after, and split by whether a shift
+    component is odd."""
     from stae.data.moving_mnist import generate
-    from stae.metrics import mse_per_frame
+    from stae.model.warp import warp
 
     enc, dec = copy.deepcopy(model.encoder), copy.deepcopy(model.decoder)
+    padding = model.config.warp_padding
 
-    def score() -> float:
+    def flow(shift: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        return shift[:, :, None, None].expand(-1, -1, *like.shape[-2:]).contiguous()
+
+    def errors(y: torch.Tensor, shift: torch.Tensor, logits: bool = False) -> torch.Tensor:
+        x = enc(y)
+        drawn = dec(warp(x, flow(shift * x.shape[-1] / y.shape[-1], x), padding))
+        moved = warp(y, flow(shift, y), "zeros")
+        if logits:
+            return F.binary_cross_entropy_with_logits(drawn, moved)
+        return (torch.sigmoid(drawn) - moved).pow(2).sum((1, 2, 3))
+
+    rng = np.random.default_rng(seed)
+    val_shift = torch.from_numpy(rng.integers(-max_shift, max_shift + 1, (len(val_frames), 2))).float()
+    odd = (val_shift.remainder(2) != 0).any(1)
+
+    def score() -> dict:
         with torch.no_grad():
-            return mse_per_frame(torch.sigmoid(dec(enc(val_frames))), val_frames)
+            e = errors(val_frames, val_shift)
+        out = {"mse_per_frame": float(e.mean())}
+        if max_shift > 0:
+            out.update(even_shift=float(e[~odd].mean()), odd_shift=float(e[odd].mean()))
+        return out
 
-    before, rng, updates = score(), np.random.default_rng(seed), 0
+    before, updates = score(), 0
     opt = torch.optim.Adam([*enc.parameters(), *dec.parameters()], lr=1e-3)
     t_end = time.perf_counter() + 60 * minutes
     while time.perf_counter() < t_end:
         batch = generate(0, rng.integers(0, 10_000, 8))["frames"]  # the training split (seed 0)
         y = torch.from_numpy(batch).float().flatten(0, 1)[:, None] / 255
-        loss = F.binary_cross_entropy_with_logits(dec(enc(y)), y)
+        shift = torch.from_numpy(rng.integers(-max_shift, max_shift + 1, (len(y), 2))).float()
+        loss = errors(y, shift, logits=True)
         opt.zero_grad()
         loss.backward()
         opt.step()
         updates += 1
-    return {"minutes": minutes, "updates": updates, "mse_per_frame_before": before, "mse_per_frame_after": score()}
+    return {"minutes": minutes, "max_shift_px": max_shift, "updates": updates, "before": before, "after": score()}
 
 
 def main(argv: list[str]) -> int:
@@ -92,7 +120,7 @@ def main(argv: list[str]) -> int:
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("models", nargs="*", default=["rollout-mmnist", "vanilla-mmnist"], metavar="MODEL")
-    ap.add_argument("--minutes", type=float, default=4.0, help="reconstruction training per model (default 4)")
+    ap.add_argument("--minutes", type=float, default=4.0, help="each of the two drawing trainings per model (default 4)")
     ap.add_argument("--out", type=Path, default=OUT, help="JSON path (default benchmarks/results/one_step_floor.json)")
     args = ap.parse_args(argv)
     torch.manual_seed(0)
@@ -106,7 +134,8 @@ def main(argv: list[str]) -> int:
     for spec in args.models:
         model = load_model(spec).eval()
         rows[spec] = one_step(model, frames, flow, guess, owner)
-        rows[spec]["reconstruction_training"] = reconstruct(model, frames[:, CONTEXT], args.minutes)
+        for key, shift in (("redraw_training", 0), ("known_shift_training", MAX_SHIFT)):
+            rows[spec][key] = train_to_draw(model, frames[:, CONTEXT], args.minutes, shift)
         print(spec, json.dumps(rows[spec]), flush=True)
     args.out.write_text(json.dumps({
         "benchmark": "one_step_floor", "data": f"validation split (seed 1), first {CLIPS} clips; frames "

@@ -264,8 +264,8 @@ def test_vpn_nats_bound_scores_one_step_and_rollout_on_the_same_frames(tmp_path)
 def test_one_step_floor_scores_a_zero_flow_model_like_the_zero_flow(tmp_path):
     """benchmarks/one_step_floor.py (run as a script, a tiny untrained model, whose Theta ends in
     a zero 1x1 convolution: its flow is exactly zero): the model's flow error equals the zero
-    flow's, the constant-velocity guess beats the zero flow on Moving MNIST, and with no
-    reconstruction time the encoder-decoder's score is unchanged."""
+    flow's, the constant-velocity guess beats the zero flow on Moving MNIST, and with no training
+    time the drawing scores are unchanged (and split into even and odd shifts)."""
     import json
     import subprocess
     import sys
@@ -285,6 +285,9 @@ def test_one_step_floor_scores_a_zero_flow_model_like_the_zero_flow(tmp_path):
     epe = r["flow_epe_digit_px"]
     assert epe["model"] == epe["zero_flow"]
     assert 0 < epe["constant_velocity"] < epe["zero_flow"]
-    rec = r["reconstruction_training"]
-    assert rec["updates"] == 0 and rec["mse_per_frame_after"] == rec["mse_per_frame_before"]
+    for key in ("redraw_training", "known_shift_training"):
+        rec = r[key]
+        assert rec["updates"] == 0 and rec["after"] == rec["before"]
+    shifted = r["known_shift_training"]["after"]
+    assert shifted["even_shift"] != shifted["odd_shift"] and "even_shift" not in r["redraw_training"]["after"]
     assert math.isfinite(r["one_step_mse_per_frame"]) and math.isfinite(r["current_frame_redrawn_mse_per_frame"])

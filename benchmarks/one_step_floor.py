@@ -123,6 +123,7 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--minutes", type=float, default=4.0, help="each of the two drawing trainings per model (default 4)")
     ap.add_argument("--out", type=Path, default=OUT, help="JSON path (default benchmarks/results/one_step_floor.json)")
     args = ap.parse_args(argv)
+    models = {spec: load_model(spec).eval() for spec in args.models}  # a bad name fails before any work
     torch.manual_seed(0)
     torch.set_num_threads(2)
     val = generate(1, np.arange(CLIPS), split="val", num_frames=CONTEXT + HORIZON, with_truth=True)
@@ -131,8 +132,7 @@ def main(argv: list[str]) -> int:
     # guess[j] = positions[j] - positions[j + 1] on the digits of frame j + 2: the constant-velocity flow
     guess = torch.from_numpy(flow_from_owner(val["owner"][:, 1:], val["positions"][:, :-1]))
     rows = {}
-    for spec in args.models:
-        model = load_model(spec).eval()
+    for spec, model in models.items():
         rows[spec] = one_step(model, frames, flow, guess, owner)
         for key, shift in (("redraw_training", 0), ("known_shift_training", MAX_SHIFT)):
             rows[spec][key] = train_to_draw(model, frames[:, CONTEXT], args.minutes, shift)
@@ -147,4 +147,6 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    from stae.errors import run_script
+
+    sys.exit(run_script("one_step_floor.py", main, sys.argv[1:]))

@@ -50,13 +50,13 @@ def main(argv: list[str]) -> int:
     ap.add_argument("models", nargs="*", default=["rollout-mmnist", "vanilla-mmnist"], metavar="MODEL")
     ap.add_argument("--out", type=Path, default=OUT, help="JSON path (default benchmarks/results/vpn_nats_bound.json)")
     args = ap.parse_args(argv)
+    models = {spec: load_model(spec).eval() for spec in args.models}  # a bad name fails before any work
     torch.set_num_threads(1)
     ds = default_dataset("val", num_frames=CONTEXT + HORIZON, binary=False, size=(64, 64))
     clips = torch.stack([ds[i]["clip"] for i in range(CLIPS)])
     inputs = {"float inputs": clips, "binarised inputs": (clips >= 0.5).float()}
     rows = {}
-    for spec in args.models:
-        model = load_model(spec).eval()
+    for spec, model in models.items():
         rows[spec] = {kind: score(model, x) for kind, x in inputs.items()}
         for kind, r in rows[spec].items():
             print(f"{spec:16s} {kind:17s} one-step {r['one_step_teacher_forced']['nats_per_frame']:6.1f}"
@@ -70,4 +70,6 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    from stae.errors import run_script
+
+    sys.exit(run_script("vpn_nats_bound.py", main, sys.argv[1:]))

@@ -291,3 +291,21 @@ def test_one_step_floor_scores_a_zero_flow_model_like_the_zero_flow(tmp_path):
     shifted = r["known_shift_training"]["after"]
     assert shifted["even_shift"] != shifted["odd_shift"] and "even_shift" not in r["redraw_training"]["after"]
     assert math.isfinite(r["one_step_mse_per_frame"]) and math.isfinite(r["current_frame_redrawn_mse_per_frame"])
+
+
+@pytest.mark.parametrize("script", ["vpn_nats_bound.py", "one_step_floor.py"])
+def test_benchmark_scripts_refuse_a_missing_model_in_one_line(tmp_path, script):
+    """A model that does not exist (after a good one): one error line naming it, status 2, and
+    the results file is neither written nor touched."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "r.json"
+    out.write_text("earlier results")
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / script
+    run = subprocess.run([sys.executable, str(path), "rollout-mmnist", str(tmp_path / "nosuch.safetensors"),
+                          "--out", str(out)], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"{script}: error: checkpoint not found") and "nosuch" in lines[0]
+    assert out.read_text() == "earlier results"

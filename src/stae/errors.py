@@ -5,6 +5,19 @@ name the file or key and the problem. It subclasses ``ValueError`` so library ca
 catch ``ValueError`` keep working.
 """
 
+import sys
+from typing import Callable
+
 
 class StaeError(ValueError):
     """Bad input from the user: a missing/corrupt file, a wrong shape, a malformed config."""
+
+
+def run_script(prog: str, main: Callable[[list[str]], int], argv: list[str]) -> int:
+    """A script's ``main(argv)`` with the CLI's contract for bad input: a :class:`StaeError` is
+    printed as one line, ``<prog>: error: <message>``, and the exit status is 2."""
+    try:
+        return main(argv)
+    except StaeError as e:
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        return 2

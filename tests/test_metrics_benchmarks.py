@@ -134,10 +134,19 @@ def test_vpn_nats_per_frame():
     # a constant 0.5 guess costs log 2 nats per pixel: 4096 log 2 on a 64x64 frame
     target = (torch.rand(2, 10, 1, 64, 64) > 0.8).float()
     assert M.vpn_nats_per_frame(torch.full_like(target, 0.5), target) == pytest.approx(4096 * math.log(2), rel=1e-12)
-    # targets binarised at >= 0.5: 0.5 is on, 0.49 is off
-    t = torch.tensor([[[0.5, 0.49]]], dtype=D)
+    # grey targets are the probabilities of a stochastic binarisation: the expected nats
+    t = torch.tensor([[[0.5, 0.25]]], dtype=D)
     p = torch.tensor([[[0.8, 0.3]]], dtype=D)
-    assert M.vpn_nats_per_frame(p, t) == pytest.approx(-math.log(0.8) - math.log(0.7), rel=1e-12)
+    expected = -(0.5 * math.log(0.8) + 0.5 * math.log(0.2)) - (0.25 * math.log(0.3) + 0.75 * math.log(0.7))
+    assert M.vpn_nats_per_frame(p, t) == pytest.approx(expected, rel=1e-12)
+    # ... which is the mean over binarisations drawn pixel by pixel (Monte Carlo, 200,000 draws)
+    g = torch.Generator().manual_seed(0)
+    bits = (torch.rand(200_000, 1, 1, 2, generator=g, dtype=D) < t).to(D)  # 200,000 frames
+    assert M.vpn_nats_per_frame(p.expand_as(bits), bits) == pytest.approx(expected, rel=5e-3)
+    # the true grey frame scores its own entropy (VPN's "lower bound"), and nothing scores less
+    entropy = -(0.5 * math.log(0.5) * 2) - (0.25 * math.log(0.25) + 0.75 * math.log(0.75))
+    assert M.vpn_nats_per_frame(t, t) == pytest.approx(entropy, rel=1e-6)
+    assert M.vpn_nats_per_frame(p, t) > M.vpn_nats_per_frame(t, t)
     # certain and wrong: clamped to 1e-7 -> -log(1e-7) nats; certain and right: ~1e-7 nats
     assert M.vpn_nats_per_frame(torch.zeros(1, 1, 1), torch.ones(1, 1, 1)) == pytest.approx(-math.log(1e-7), rel=1e-9)
     assert M.vpn_nats_per_frame(torch.ones(1, 1, 1), torch.ones(1, 1, 1)) == pytest.approx(1e-7, rel=1e-3)

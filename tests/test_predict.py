@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -80,8 +81,13 @@ def test_predict_end_to_end_and_flo_is_forward_image_flow(files, tmp_path):
     assert s["max_flow_pixels"] == pytest.approx(radius, rel=1e-5)
 
 
-def test_stream_with_horizon_equals_rollout(files):
+@pytest.mark.parametrize("feedback", ["frames", "features"])
+def test_stream_with_horizon_equals_rollout(files, feedback):
     model, _, _, clips = files
+    if feedback != model.config.rollout_feedback:
+        twin = build_model(dataclasses.replace(model.config, rollout_feedback=feedback))
+        twin.load_state_dict(model.state_dict())
+        model = twin.eval()
     clip = clips[0]
     results = list(predict_stream(model, iter(clip), horizon=3))
     assert [r.t for r in results] == list(range(6))

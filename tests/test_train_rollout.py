@@ -67,9 +67,10 @@ def test_k1_without_sampling_equals_next_frame_loss(data):
         assert torch.equal(a[k], b[k]), k
 
 
-def test_fed_back_inputs_are_predictions_or_truth():
+@pytest.mark.parametrize("feedback", ["frames", "features"])
+def test_fed_back_inputs_are_predictions_or_truth(feedback):
     torch.manual_seed(0)
-    model = SpatioTemporalAutoencoder(tiny_config(output="sigmoid")).double()
+    model = SpatioTemporalAutoencoder(tiny_config(output="sigmoid", rollout_feedback=feedback)).double()
     clip = torch.rand(2, 6, 1, 8, 8, dtype=torch.float64)
     with torch.no_grad():
         fed = model.run_fed_back(clip[:, :3], clip[:, 3:5], torch.zeros(2, 2, dtype=torch.bool))
@@ -80,6 +81,35 @@ def test_fed_back_inputs_are_predictions_or_truth():
         mixed = model.run_fed_back(clip[:, :3], clip[:, 3:5], torch.tensor([[True, True], [False, False]]))
         assert torch.allclose(mixed.logits[0], truth.logits[0], atol=1e-12)
         assert torch.allclose(mixed.logits[1, 2:], roll.logits[1], atol=1e-12)
+
+
+def test_feature_feedback_is_the_warped_features():
+    """rollout_feedback="features": after the first prediction, the memory and the head read the
+    features the decoder drew the previous prediction from (x warped by its flow), not E of it."""
+    from stae.model.warp import warp
+
+    torch.manual_seed(0)
+    model = SpatioTemporalAutoencoder(tiny_config(rollout_feedback="features")).double()
+    clip = torch.rand(2, 3, 1, 8, 8, dtype=torch.float64)
+    with torch.no_grad():
+        roll = model.rollout(clip, 3)
+        out, state = model.run(clip)
+        x, flow, logits = model.encoder(clip[:, -1]), out.flows[:, -1], [out.logits[:, -1]]
+        for _ in range(2):
+            x = warp(x, flow, model.config.warp_padding)
+            m, state = model.memory(x, state)
+            lg, flow = model.head(x, m)
+            logits.append(lg)
+        assert torch.allclose(roll.logits, torch.stack(logits, 1), atol=1e-12)
+        frames = SpatioTemporalAutoencoder(tiny_config()).double()
+        frames.load_state_dict(model.state_dict())
+        assert not torch.allclose(frames.rollout(clip, 3).logits[:, 1:], roll.logits[:, 1:])
+
+
+@pytest.mark.parametrize("kw", [{"head": "image"}, {"block_matching": True}])
+def test_feature_feedback_needs_the_features_head_without_matching(kw):
+    with pytest.raises(ValueError, match="rollout_feedback='features'"):
+        tiny_config(rollout_feedback="features", output="linear", **kw).validate()
 
 
 def test_feedback_gradient_option():

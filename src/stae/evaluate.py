@@ -17,8 +17,8 @@ L2, PSNR, stae's Gaussian-window SSIM (``ssim``), and OpenSTL's MSE / MAE summed
 pixels, on the unclipped predictions. ``rollout`` mode adds the benchmarks' own definitions:
 OpenSTL's SSIM and PSNR (``ssim_openstl``, ``psnr_openstl``: predictions clipped to [0, 1]) and
 Video Pixel Networks' nats per frame (``vpn_nats_per_frame``: BCE summed over a frame's pixels,
-targets binarised at 0.5) -- the latter only where the scores are probabilities of binary
-pixels: on binary data, or from a model with a sigmoid output.
+against the intensities, i.e. expected over a stochastic binarisation) -- the latter only where
+the scores are probabilities: on binary data, or from a model with a sigmoid output.
 
 Flow end-point error (``next`` mode, when the data carries true flow): all flows in the
 model's BACKWARD convention -- the flow living on frame tau that points into frame tau-1,

@@ -21,11 +21,17 @@ from stae.losses import image_gradient
 BCE_EPS = 1e-7  # probabilities are clamped to [eps, 1 - eps]: a wrong 0/1 guess costs ~16.1 nats
 
 
-def bce(prob: torch.Tensor, target: torch.Tensor, eps: float = BCE_EPS) -> float:
-    """Per-pixel binary cross-entropy in nats (Table 2's metric) of probabilities ``prob``."""
+def _nats(prob: torch.Tensor, target: torch.Tensor, eps: float) -> torch.Tensor:
+    """Elementwise binary cross-entropy in nats (float64) of probabilities ``prob`` (clamped to
+    [eps, 1 - eps]) against targets in [0, 1]."""
     p = prob.double().clamp(eps, 1 - eps)
     t = target.double()
-    return float(-(t * p.log() + (1 - t) * (1 - p).log()).mean())
+    return -(t * p.log() + (1 - t) * (1 - p).log())
+
+
+def bce(prob: torch.Tensor, target: torch.Tensor, eps: float = BCE_EPS) -> float:
+    """Per-pixel binary cross-entropy in nats (Table 2's metric) of probabilities ``prob``."""
+    return float(_nats(prob, target, eps).mean())
 
 
 def l2(pred: torch.Tensor, target: torch.Tensor) -> float:
@@ -82,7 +88,6 @@ def mae_per_frame(pred: torch.Tensor, target: torch.Tensor) -> float:
 # scores each frame of each clip and averages the per-frame values.
 OPENSTL_SSIM_WINDOW = 7  # scikit-image's default uniform window
 OPENSTL_SSIM_DATA_RANGE = 2.0  # scikit-image <= 0.19 for float images: dtype range -1..1
-VPN_THRESHOLD = 0.5  # a target pixel is "on" when >= 0.5 (stae.data.moving_mnist's binarisation)
 
 
 def _frames(x: torch.Tensor, what: str) -> torch.Tensor:
@@ -143,20 +148,19 @@ def openstl_psnr(pred: torch.Tensor, target: torch.Tensor) -> float:
     return float(per_frame.mean())
 
 
-def vpn_nats_per_frame(prob: torch.Tensor, target: torch.Tensor, eps: float = BCE_EPS,
-                       threshold: float = VPN_THRESHOLD) -> float:
+def vpn_nats_per_frame(prob: torch.Tensor, target: torch.Tensor, eps: float = BCE_EPS) -> float:
     """Video Pixel Networks' Moving MNIST score: binary cross-entropy in nats (natural log)
     summed over a frame's channels and pixels, averaged over frames (and clips).
 
-    Targets are binarised, ``target >= threshold`` (a no-op on binary frames); ``prob`` is the
-    predicted probability that a pixel is on (a sigmoid output), clamped to [eps, 1 - eps].
+    Targets are the intensities in [0, 1] themselves: the expected score when each pixel is
+    binarised stochastically, on with probability equal to its intensity (unchanged on binary
+    frames). The true frames then score their own entropy, the "lower bound" of VPN's table
+    (docs/metrics.md). ``prob`` is the predicted probability that a pixel is on (a sigmoid
+    output), clamped to [eps, 1 - eps].
     """
     if prob.shape != target.shape:
         raise StaeError(f"prob {tuple(prob.shape)} and target {tuple(target.shape)} differ in shape")
-    p = _frames(prob, "prob").clamp(eps, 1 - eps)
-    t = (_frames(target, "target") >= threshold).double()
-    nats = -(t * p.log() + (1 - t) * (1 - p).log())
-    return float(nats.flatten(1).sum(1).mean())
+    return float(_nats(_frames(prob, "prob"), _frames(target, "target"), eps).flatten(1).sum(1).mean())
 
 
 def epe(flow: torch.Tensor, true_flow: torch.Tensor, mask: Optional[torch.Tensor] = None) -> float:

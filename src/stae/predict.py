@@ -67,9 +67,9 @@ def predict_stream(model: SpatioTemporalAutoencoder, frames: Iterable[torch.Tens
     ``horizon`` ones, which have no target, at the end).
 
     horizon K > 1: after the step on frame t, the prediction is fed back K - 1 times from a
-    copy of the memory state, as :meth:`SpatioTemporalAutoencoder.rollout` does on the clip
-    ``frames[:t+1]`` (the same numbers, without re-running the clip for every t). Only K
-    pending predictions are held in memory.
+    copy of the memory state (``model.step_ahead``), as :meth:`SpatioTemporalAutoencoder.rollout`
+    does on the clip ``frames[:t+1]`` (the same numbers, without re-running the clip for every
+    t). Only K pending predictions are held in memory.
 
     ``bf16``: each step runs under bfloat16 autocast (faster on CPUs with AVX512-BF16 or AMX,
     not exact: docs/performance.md); the yielded tensors are float32 either way.
@@ -85,11 +85,9 @@ def predict_stream(model: SpatioTemporalAutoencoder, frames: Iterable[torch.Tens
             yield pending.popleft()._replace(target=frame)
         # autocast per step, not around the loop: a generator must not leave it on for its caller
         with torch.autocast(frame.device.type, dtype=torch.bfloat16, enabled=bf16):
-            pred, flow_t, state = model.step(frame.unsqueeze(0), state)
-            flow, s = flow_t, state
-            for _ in range(horizon - 1):
-                pred, flow, s = model.step(pred, s)
-        pending.append(PredictionStep(t, frame, None, pred[0].float(), flow[0].float(), flow_t[0].float()))
+            ahead, state = model.step_ahead(frame.unsqueeze(0), state, horizon)
+        pending.append(PredictionStep(t, frame, None, ahead.frames[0, -1].float(), ahead.flows[0, -1].float(),
+                                      ahead.flows[0, 0].float()))
     yield from pending
 
 

@@ -155,14 +155,43 @@ class SpatioTemporalAutoencoder(nn.Module):
         if frame.dim() != 4:
             raise StaeError(f"step expects a frame (B, C, H, W), got shape {tuple(frame.shape)}")
         self.check_frame_shape(tuple(frame.shape))
-        x = self.encoder(frame)  # (B, d, h, w)
+        return self._advance(self.encoder(frame), frame, state)
+
+    def _advance(self, x: torch.Tensor, frame: Optional[torch.Tensor], state: Optional[State]
+                 ) -> tuple[torch.Tensor, torch.Tensor, State]:
+        """One step of the memory and the head from features x_t (B, d, h, w); ``frame`` Y_t is
+        read only by block matching and the image head (None when fed back features)."""
         mem_state, last = self._split_state(state)
         # one step through memory.forward: its streaming fast path (the tiled kernel spectra)
-        inp = self._memory_input(x[:, None], frame[:, None], last)[:, 0]
+        inp = self._memory_input(x[:, None], None if frame is None else frame[:, None], last)[:, 0]
         m, mem_state = self.memory(inp, mem_state)
         m = self._with_seen(m, inp, 1)
         logits, flow = self.head(x, m, frame=frame)  # (B, C, H, W), (B, 2, h, w)
         return logits, flow, self._join_state(mem_state, frame)
+
+    def _feed_back(self, logits: torch.Tensor, flow: torch.Tensor, x: Optional[torch.Tensor], state: Optional[State],
+                   truth: Optional[torch.Tensor] = None, keep: Optional[torch.Tensor] = None, detach: bool = False
+                   ) -> tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor], State]:
+        """The next step of a rollout after the prediction ``logits`` (drawn from features ``x`` by
+        ``flow``): its input is the prediction (``config.rollout_feedback="frames"``) or the warped
+        features the decoder read ("features"); where ``keep`` (B,) is 1, the true frame ``truth``
+        instead (scheduled sampling). ``detach``: no gradient through the fed-back input.
+        Returns (logits, flow, the step's input features or None, state)."""
+        if self.config.rollout_feedback == "frames":
+            pred = self.to_image(logits)
+            pred = pred.detach() if detach else pred
+            if keep is not None:
+                k = keep.to(pred.dtype).view(-1, *([1] * (pred.dim() - 1)))
+                pred = k * truth + (1 - k) * pred
+            lg, fl, state = self._step(pred, state)
+            return lg, fl, None, state
+        fed = warp(x, flow, self.config.warp_padding)
+        fed = fed.detach() if detach else fed
+        if keep is not None:
+            k = keep.to(fed.dtype).view(-1, 1, 1, 1)
+            fed = k * self.encoder(truth) + (1 - k) * fed
+        lg, fl, state = self._advance(fed, None, state)
+        return lg, fl, fed, state
 
     # ------------------------------------------------------- the memory over time
     def _run_memory(self, xs: torch.Tensor, clip: torch.Tensor, state: Optional[State]
@@ -254,25 +283,49 @@ class SpatioTemporalAutoencoder(nn.Module):
     @torch.no_grad()
     def rollout(self, clip: torch.Tensor, horizon: int) -> StaeOutput:
         """Observe ``clip`` (B, T, C, H, W), then predict ``horizon`` frames ahead, feeding each
-        prediction back as the next input. Returns outputs for the ``horizon`` future frames."""
+        prediction back as the next input (``config.rollout_feedback``). Returns outputs for the
+        ``horizon`` future frames."""
         if horizon < 1:
             raise StaeError(f"rollout horizon must be >= 1, got {horizon}")
         out, state = self.run(clip)
-        logits, flows = [out.logits[:, -1]], [out.flows[:, -1]]
+        return self._continue(out.logits[:, -1], out.flows[:, -1], self._last_features(clip), state, horizon)
+
+    @torch.no_grad()
+    def step_ahead(self, frame: torch.Tensor, state: Optional[State], horizon: int
+                   ) -> tuple[StaeOutput, State]:
+        """Stream one frame Y_t (B, C, H, W) like :meth:`step`, then predict ``horizon`` frames
+        ahead from a copy of the state, as :meth:`rollout` does: the outputs for frames
+        t+1 .. t+horizon and the state after Y_t (what the next observed frame continues from)."""
+        if horizon < 1:
+            raise StaeError(f"rollout horizon must be >= 1, got {horizon}")
+        logits, flow, state = self._step(frame, state)
+        return self._continue(logits, flow, self._last_features(frame[:, None]), state, horizon), state
+
+    def _continue(self, logits: torch.Tensor, flow: torch.Tensor, x: Optional[torch.Tensor], state: State,
+                  horizon: int) -> StaeOutput:
+        """A rollout after its first prediction ``logits`` (drawn from ``x`` by ``flow``): that and
+        ``horizon`` - 1 fed-back predictions."""
+        logits_all, flows = [logits], [flow]
         for _ in range(horizon - 1):
-            lg, flow, state = self._step(self.to_image(logits[-1]), state)
-            logits.append(lg)
+            logits, flow, x, state = self._feed_back(logits, flow, x, state)
+            logits_all.append(logits)
             flows.append(flow)
-        lg = torch.stack(logits, 1)
+        lg = torch.stack(logits_all, 1)
         return StaeOutput(self.to_image(lg), torch.stack(flows, 1), lg)
+
+    def _last_features(self, clip: torch.Tensor) -> Optional[torch.Tensor]:
+        """E of the clip's last frame, what the first prediction was drawn from, when a rollout
+        feeds back features (None otherwise: nothing to compute)."""
+        return self.encoder(clip[:, -1]) if self.config.rollout_feedback == "features" else None
 
     def run_fed_back(self, context: torch.Tensor, future: torch.Tensor, feed_truth: torch.Tensor,
                      detach: bool = False) -> StaeOutput:
         """Rollout training (docs/training.md#rollout-training): observe ``context`` (B, tau, C, H, W),
         then take K - 1 more steps whose input is, per clip and step, the true frame ``future[:, j]``
-        (``feed_truth[:, j]`` true, scheduled sampling) or the model's own previous prediction.
-        ``future`` (B, K - 1, C, H, W) holds true frames tau .. tau + K - 2; ``feed_truth`` (B, K - 1)
-        bool. ``detach``: no gradient through the fed-back predictions. Gradients flow as in
+        (``feed_truth[:, j]`` true, scheduled sampling) or what the model feeds back of its own
+        previous prediction (``config.rollout_feedback``: the frame, or the features it was drawn
+        from). ``future`` (B, K - 1, C, H, W) holds true frames tau .. tau + K - 2; ``feed_truth``
+        (B, K - 1) bool. ``detach``: no gradient through the fed-back input. Gradients flow as in
         :meth:`forward`. Returns outputs for all tau + K - 1 steps (``frames[:, t]`` predicts
         frame t + 1); with K = 1 this is :meth:`forward` of ``context``."""
         if future.shape[1] != feed_truth.shape[1]:
@@ -280,11 +333,10 @@ class SpatioTemporalAutoencoder(nn.Module):
                             f"{tuple(feed_truth.shape)} decides {feed_truth.shape[1]}")
         out, state = self.run(context)
         logits, flows = list(out.logits.unbind(1)), list(out.flows.unbind(1))
+        x = self._last_features(context) if future.shape[1] else None
         for j in range(future.shape[1]):
-            pred = self.to_image(logits[-1])
-            pred = pred.detach() if detach else pred
-            keep = feed_truth[:, j].to(pred.dtype).view(-1, *([1] * (pred.dim() - 1)))
-            lg, flow, state = self._step(keep * future[:, j] + (1 - keep) * pred, state)
+            lg, flow, x, state = self._feed_back(logits[-1], flows[-1], x, state, future[:, j], feed_truth[:, j],
+                                                 detach)
             logits.append(lg)
             flows.append(flow)
         lg = torch.stack(logits, 1)

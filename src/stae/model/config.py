@@ -75,6 +75,11 @@ class ModelConfig:
     matching_window: Annotated[int, Range(1, 31)] = 9
     matching_refine: Annotated[int, Range(0, 8)] = 0
     matching_skip: bool = False
+    # What a rollout (model.rollout, rollout training) feeds back after the first prediction:
+    # "frames" (the prediction, re-encoded by E) or "features" (the warped features x_t the
+    # decoder drew it from, so the memory never reads its own decoded blur). Off the paper;
+    # features-head, no block matching. docs/training.md#rollout-training.
+    rollout_feedback: Literal["frames", "features"] = "frames"
     # Performance options (docs/performance.md); they change speed and memory, not the function.
     # fft_conv and subpixel_decoder are on by default: they measured faster on a CPU for every
     # workload benchmarked (training at batch 1 and 16, streaming at 64x64 and 256x256); switch
@@ -154,6 +159,9 @@ class ModelConfig:
             raise ValueError("block_matching needs memory='conv' (the matching is a map beside x_t)")
         if self.matching_skip and not self.block_matching:
             raise ValueError("matching_skip adds Theta's flow to the observed flow: it needs block_matching=true")
+        if self.rollout_feedback == "features" and (self.head != "features" or self.block_matching):
+            raise ValueError("rollout_feedback='features' feeds back warped features: it needs head='features' "
+                             "and block_matching=false (both read the fed-back frame)")
         for k in ("spatial_kernel", "memory_kernel", "flow_kernel", "matching_window"):
             if getattr(self, k) % 2 != 1:
                 raise ValueError(f"{k} must be odd (same padding), got {getattr(self, k)}")

@@ -160,12 +160,17 @@ def test_rollout_resume_equals_uninterrupted(data, tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_init_weights_starts_from_a_saved_model(data, tmp_path):
+@pytest.mark.parametrize("feedback", ["frames", "features"])
+def test_init_weights_starts_from_a_saved_model(data, tmp_path, feedback):
+    """The starting model feeds back frames; the run may feed back either (same weights)."""
     cfg = rollout_cfg(data, max_steps=1)
     torch.manual_seed(5)
     src = SpatioTemporalAutoencoder(cfg.model)
     path = save_model(tmp_path / "start.safetensors", src)
-    cfg2 = rollout_cfg(data, max_steps=1, init_weights=str(path), lr=1e-12, grad_clip="norm")
+    raw = tiny_raw(data, train={"rollout_horizon": 3, "loss": "intensity", "max_steps": 1, "init_weights": str(path),
+                                "lr": 1e-12, "grad_clip": "norm"},
+                   data={"context": 4}, model={"rollout_feedback": feedback})
+    cfg2 = resolve(raw)
     train(cfg2, tmp_path / "run")
     got = load_model(tmp_path / "run" / "step-0000001").state_dict()
     for k, v in src.state_dict().items():

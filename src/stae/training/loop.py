@@ -292,9 +292,10 @@ def _load_init_weights(model: SpatioTemporalAutoencoder, name: str) -> None:
         src = load_model(name)
     except (StaeError, OSError) as e:
         raise StaeError(f"config key 'train.init_weights': {e}") from None
-    how = {"fft_conv", "subpixel_decoder", "recompute_steps"}  # how it computes, not what
+    # how it computes, or what its rollouts feed back: keys that leave the weights' meaning alone
+    free = {"fft_conv", "subpixel_decoder", "recompute_steps", "rollout_feedback"}
     mine, theirs = model.config.to_dict(), src.config.to_dict()
-    bad = sorted(k for k in mine.keys() | theirs.keys() if k not in how and mine.get(k) != theirs.get(k))
+    bad = sorted(k for k in mine.keys() | theirs.keys() if k not in free and mine.get(k) != theirs.get(k))
     if bad:
         raise StaeError(f"config key 'train.init_weights': {name} does not fit the model section: "
                         f"model.{bad[0]} is {mine.get(bad[0])!r} here, {theirs.get(bad[0])!r} in {name}")

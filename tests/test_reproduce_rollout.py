@@ -30,6 +30,15 @@ def test_rollout_stage_ships_and_scores_a_run(tmp_path):
     text = (out / "results.md").read_text()
     assert "## Ten frames ahead: rollout-mmnist (issue 15)" in text
     assert "| Pătrăucean et al. (this paper) (VPN's table" in text and "| OpenSTL ConvLSTM (published) | 15,000,000 |" in text
+    assert 0 < ro["nats_lower_bound"] < m["nats_per_frame"] and "| lower bound: the true frames" in text
+    # a cached evaluation from older metric definitions is scored again, not reused
+    (cache,) = run.glob("eval-rollout-*.json")
+    stale = json.loads(cache.read_text())
+    stale["protocol"]["metrics_version"] = 1
+    stale["results"]["model"]["mse_per_frame"] = -1.0
+    cache.write_text(json.dumps(stale))
+    quick(tmp_path, "--stages", "rollout", "--force")
+    assert json.loads((out / "rollout.json").read_text())["metrics"]["mse_per_frame"] == m["mse_per_frame"]
 
 
 # The training summary a shipped weights file carries in its metadata (scripts/reproduce.py ship_weights).

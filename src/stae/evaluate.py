@@ -43,6 +43,10 @@ from stae.errors import StaeError
 from stae.model.warp import upsample_flow
 
 METHODS = ("model", "copy_last", "dis")
+# Bumped whenever a metric's definition changes, and written into every report, so that a saved
+# report (e.g. scripts/reproduce.py's cache) can tell it is from an older definition.
+# 2: VPN's nats per frame against the frames' intensities (2026-12-08; 1: thresholded at 0.5).
+METRICS_VERSION = 2
 METRIC_NAMES = ("bce", "vpn_nats_per_frame", "l2", "gradient_l2", "psnr", "ssim", "mse_per_frame", "mae_per_frame",
                 "ssim_openstl", "psnr_openstl", "epe")
 FLOW_CONVENTION = ("backward: frame_tau(p) = frame_{tau-1}(p + T(p)), image pixels, channel 0 = x; "
@@ -157,7 +161,7 @@ def evaluate(model, dataset: Dataset, context: int = 10, mode: str = "next", hor
 
 def _protocol(mode: str, context: int, horizon: int, n_clips: int, binary: bool, has_flow: bool) -> dict[str, Any]:
     protocol = {
-        "mode": mode, "context": context, "clips": n_clips,
+        "mode": mode, "context": context, "clips": n_clips, "metrics_version": METRICS_VERSION,
         "predicted_frames": n_clips * (1 if mode == "next" else horizon),
         "frames": (f"feed frames 0..{context - 1}, predict frame {context}" if mode == "next" else
                    f"feed frames 0..{context - 1}, predict frames {context}..{context + horizon - 1} by rollout"),

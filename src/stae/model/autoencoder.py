@@ -152,10 +152,14 @@ class SpatioTemporalAutoencoder(nn.Module):
         return self.to_image(logits), flow, state
 
     def _step(self, frame: torch.Tensor, state: Optional[State]) -> tuple[torch.Tensor, torch.Tensor, State]:
+        return self._advance(self._encode(frame), frame, state)
+
+    def _encode(self, frame: torch.Tensor) -> torch.Tensor:
+        """E of one checked frame Y_t (B, C, H, W): x_t (B, d, h, w)."""
         if frame.dim() != 4:
             raise StaeError(f"step expects a frame (B, C, H, W), got shape {tuple(frame.shape)}")
         self.check_frame_shape(tuple(frame.shape))
-        return self._advance(self.encoder(frame), frame, state)
+        return self.encoder(frame)
 
     def _advance(self, x: torch.Tensor, frame: Optional[torch.Tensor], state: Optional[State]
                  ) -> tuple[torch.Tensor, torch.Tensor, State]:
@@ -180,14 +184,14 @@ class SpatioTemporalAutoencoder(nn.Module):
         if self.config.rollout_feedback == "frames":
             pred = self.to_image(logits)
             pred = pred.detach() if detach else pred
-            if keep is not None:
+            if keep is not None and keep.any():  # none kept: the mix would be pred itself
                 k = keep.to(pred.dtype).view(-1, *([1] * (pred.dim() - 1)))
                 pred = k * truth + (1 - k) * pred
             lg, fl, state = self._step(pred, state)
             return lg, fl, None, state
         fed = warp(x, flow, self.config.warp_padding)
         fed = fed.detach() if detach else fed
-        if keep is not None:
+        if keep is not None and keep.any():  # E of the true frames only when some are kept
             k = keep.to(fed.dtype).view(-1, 1, 1, 1)
             fed = k * self.encoder(truth) + (1 - k) * fed
         lg, fl, state = self._advance(fed, None, state)
@@ -298,8 +302,10 @@ class SpatioTemporalAutoencoder(nn.Module):
         t+1 .. t+horizon and the state after Y_t (what the next observed frame continues from)."""
         if horizon < 1:
             raise StaeError(f"rollout horizon must be >= 1, got {horizon}")
-        logits, flow, state = self._step(frame, state)
-        return self._continue(logits, flow, self._last_features(frame[:, None]), state, horizon), state
+        x = self._encode(frame)
+        logits, flow, state = self._advance(x, frame, state)
+        x = x if self.config.rollout_feedback == "features" else None
+        return self._continue(logits, flow, x, state, horizon), state
 
     def _continue(self, logits: torch.Tensor, flow: torch.Tensor, x: Optional[torch.Tensor], state: State,
                   horizon: int) -> StaeOutput:
